@@ -26,7 +26,7 @@ from wizard import versions
 
 DEFAULT_RELEASES = "https://releases.rocket.chat"
 DEFAULT_NODE_DIST = "https://nodejs.org/dist"
-DEFAULT_DENO_DIST = "https://dl.deno.land"
+DEFAULT_DENO_DIST = "https://github.com/denoland/deno/releases/download"
 
 # The matrix says "Deno 2" for 8.x; this is the 2.x that Rocket.Chat's own
 # .tool-versions names (RocketChat/Rocket.Chat, checked 2026-12). A release
@@ -64,7 +64,7 @@ class Release:
     def deno_url(self, dist: str = DEFAULT_DENO_DIST) -> str | None:
         if not self.deno:
             return None
-        return f"{dist.rstrip('/')}/release/v{self.deno}/deno-x86_64-unknown-linux-gnu.zip"
+        return f"{dist.rstrip('/')}/v{self.deno}/deno-x86_64-unknown-linux-gnu.zip"
 
 
 # ---------------------------------------------------------------- plan access

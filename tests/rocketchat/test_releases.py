@@ -43,7 +43,7 @@ def test_parse_real_shape_8_2():
     assert r.deno == "2.6.10"          # not in the document: the matrix's Deno 2 default
     assert r.tarball_url == "https://releases.rocket.chat/8.2.0/download"
     assert r.node_url() == "https://nodejs.org/dist/v22.22.3/node-v22.22.3-linux-x64.tar.gz"
-    assert r.deno_url() == "https://dl.deno.land/release/v2.6.10/deno-x86_64-unknown-linux-gnu.zip"
+    assert r.deno_url() == "https://github.com/denoland/deno/releases/download/v2.6.10/deno-x86_64-unknown-linux-gnu.zip"
 
 
 def test_bare_majors_become_series():

