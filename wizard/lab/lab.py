@@ -436,14 +436,15 @@ class Lab:
 
     def _kill_leftovers(self) -> None:
         """Processes of this lab that lost their records (crash, kill -9)."""
-        mark = str(self.hosts_dir) + "/"
+        mark = str(self.workdir) + "/"
         for pid in _pids():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
             if any(a.decode(errors="replace").startswith(mark) for a in cmd) and (
-                    b"systemd-nspawn" in cmd[0] or any(a.endswith(b"supervisor.py") for a in cmd[:2])):
+                    b"systemd-nspawn" in cmd[0]
+                    or any(a.endswith((b"lab/supervisor.py", b"lab/mirror.py")) for a in cmd[:2])):
                 _kill(pid, signal.SIGKILL)
         for ns in self.net.leftover_netns():
             for pid in netns_pids(ns):
