@@ -203,9 +203,11 @@ class Plan(_Strict):
 
     @field_validator("ssh_key")
     @classmethod
-    def _key(cls, v: Path) -> Path:
+    def _key(cls, v: Path, info) -> Path:
         p = v.expanduser()
         pub = p.with_name(p.name + ".pub")
+        if info.context and not info.context.get("check_files", True):
+            return p        # `plan` creates nothing: a missing key is a warning there
         if not p.is_file():
             raise ValueError(f"{str(v)!r} does not exist; give the path of your SSH private key (its .pub beside it)")
         if not pub.is_file():
@@ -220,8 +222,9 @@ class Plan(_Strict):
 
     @field_validator("acme_ca_bundle")
     @classmethod
-    def _bundle(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.expanduser().is_file():
+    def _bundle(cls, v: Path | None, info) -> Path | None:
+        check = not info.context or info.context.get("check_files", True)
+        if check and v is not None and not v.expanduser().is_file():
             raise ValueError(f"{str(v)!r} does not exist")
         return v.expanduser() if v else None
 
@@ -282,6 +285,15 @@ class Plan(_Strict):
     def ports(self) -> list[int]:
         return [3001 + i for i in range(self.instances)]
 
+    def missing_files(self) -> list[str]:
+        """Files apply will need that are not there (``plan`` warns instead of failing)."""
+        out = []
+        pub = self.ssh_key.with_name(self.ssh_key.name + ".pub")
+        for path, what in [(self.ssh_key, "ssh_key"), (pub, "ssh_key's .pub")]:
+            if not path.is_file():
+                out.append(f"{what}: {path} does not exist yet; apply needs it")
+        return out
+
     def public_key(self) -> str:
         return self.ssh_key.with_name(self.ssh_key.name + ".pub").read_text().strip()
 
@@ -307,7 +319,7 @@ def _one_line(err: ValidationError) -> str:
     return f"{loc}: {msg}{more}"
 
 
-def plan_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Plan:
+def plan_from_dict(data: dict[str, Any], base_dir: Path | None = None, check_files: bool = True) -> Plan:
     data = dict(data)
     for key in ("ssh_key", "acme_ca_bundle"):
         val = data.get(key)
@@ -315,14 +327,14 @@ def plan_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Plan:
             p = Path(val).expanduser()
             data[key] = str(p if p.is_absolute() else base_dir / p)
     try:
-        return Plan.model_validate(data)
+        return Plan.model_validate(data, context={"check_files": check_files})
     except ValidationError as e:
         raise PlanError(_one_line(e)) from None
     except ValueError as e:   # raised by helpers outside pydantic's wrapping
         raise PlanError(str(e)) from None
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path, check_files: bool = True) -> Plan:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -338,7 +350,7 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise PlanError(f"{path}: not valid TOML: {e}") from None
-    return plan_from_dict(data, base_dir=path.parent.resolve())
+    return plan_from_dict(data, base_dir=path.parent.resolve(), check_files=check_files)
 
 
 def plan_to_toml(plan: Plan) -> str:

@@ -262,6 +262,10 @@ class Secrets:
         self._all()[name] = value
         atomic_write(self.path, tomli_w.dumps(self._all()).encode(), mode=0o600)
 
+    def delete(self, name: str) -> None:
+        if self._all().pop(name, None) is not None:
+            atomic_write(self.path, tomli_w.dumps(self._all()).encode(), mode=0o600)
+
     def get_or_create(self, name: str, factory: Callable[[], str] | None = None) -> str:
         val = self.get(name)
         if val is None:
