@@ -1,0 +1,1 @@
+"""Test doubles: the DigitalOcean API double (digitalocean.py)."""
