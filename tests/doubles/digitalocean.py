@@ -657,18 +657,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self._serve("DELETE")
 
-    def _send(self, status: int, payload: Any, headers: dict) -> tuple[bytes, dict]:
+    @staticmethod
+    def _prepare(payload: Any, headers: dict) -> tuple[bytes, dict]:
         raw = b"" if payload is None else json.dumps(payload).encode()
         out = {"content-type": "application/json; charset=utf-8"} if payload is not None else {}
         out.update(headers)
+        return raw, out
+
+    def _send(self, status: int, raw: bytes, headers: dict) -> None:
         self.send_response(status)
-        for k, v in out.items():
+        for k, v in headers.items():
             self.send_header(k, str(v))
         self.send_header("content-length", str(len(raw)))
         self.end_headers()
         if raw:
             self.wfile.write(raw)
-        return raw, out
 
     def _serve(self, method: str) -> None:
         d = self.double
@@ -682,7 +685,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         if path.startswith("/_double/"):
             status, payload = d.control(method, path, body)
-            self._send(status, payload, {})
+            self._send(status, *self._prepare(payload, {}))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         ex = Exchange(method=method, path=path, query=query,
@@ -718,11 +721,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.delay and fault.delay_after:
             time.sleep(fault.delay)
         rate.update(extra)
+        raw_out, headers_out = self._prepare(payload, rate)
+        ex.response_body, ex.response_headers, ex.status = raw_out, headers_out, status
         try:
-            ex.response_body, ex.response_headers = self._send(status, payload, rate)
+            self._send(status, raw_out, headers_out)
         except (BrokenPipeError, ConnectionResetError):
             pass   # the client went away (killed, timed out): the work above still happened
-        ex.status = status
 
 
 def main(argv: list[str] | None = None) -> None:
