@@ -10,8 +10,12 @@ from .base import Provider, ProviderError
 
 def make_provider(plan: Plan, token: Callable[[], str] | None = None) -> Provider:
     if plan.provider == "lab":
+        import os
+
         from .lab import LabProvider
-        return LabProvider.for_plan(plan)
+        # The lab to use: the product's default, or another one (tests, parallel rehearsals).
+        return LabProvider(plan.name, prefix=os.environ.get("RW_LAB_PREFIX"),
+                           subnet=os.environ.get("RW_LAB_SUBNET"), ssh_public_key=plan.public_key())
     from .digitalocean import DigitalOceanProvider
     return DigitalOceanProvider.for_plan(plan, token=token)
 
