@@ -14,11 +14,13 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from wizard.providers.base import ProviderError
+
 ENV_VAR = "DIGITALOCEAN_ACCESS_TOKEN"
 REDACTED = "[REDACTED]"
 
 
-class TokenNotFound(Exception):
+class TokenNotFound(ProviderError):
     """No token in the environment, in doctl's config, and none typed at the prompt."""
 
 
@@ -135,6 +137,30 @@ def find_token(
     raise TokenNotFound(
         f"no DigitalOcean token: set {ENV_VAR}, run `doctl auth init`, or type one when asked"
     )
+
+
+def token_getter(*, interactive: bool = False, env: Mapping[str, str] | None = None,
+                 prompt: Callable[[], str | None] | None = None) -> Callable[[], Token]:
+    """A callable that finds the token on first use and then remembers it (in memory).
+
+    The provider calls it only when it first talks to the API, so ``plan`` and
+    ``review`` never ask for a token. ``interactive``: prompt with a masked input
+    when neither the environment nor doctl has one.
+    """
+    if prompt is None and interactive:
+        import getpass
+
+        def prompt() -> str:
+            return getpass.getpass("DigitalOcean API token (not stored): ")
+
+    cache: list[Token] = []
+
+    def get() -> Token:
+        if not cache:
+            cache.append(find_token(env=env, prompt=prompt))
+        return cache[0]
+
+    return get
 
 
 def redact(text: str, *secrets: str | Token | None) -> str:

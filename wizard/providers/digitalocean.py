@@ -119,15 +119,15 @@ class Transport:
 
     def __init__(
         self,
-        token: Token,
+        token: Token | str | Callable[[], Token | str],
         *,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(token, Token):
-            token = Token(str(token), "argument")
-        self._token = token
+        # A callable is asked on the first request only: `plan` needs no token.
+        self._token_source = Token(token, "argument") if isinstance(token, str) else token
+        self._token: Token | None = None
         self.policy = policy or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
@@ -136,6 +136,17 @@ class Transport:
         self.ratelimit_remaining: int | None = None
         self.calls = 0
 
+    def token(self) -> Token:
+        if self._token is None:
+            source = self._token_source
+            value = source() if callable(source) and not isinstance(source, Token) else source
+            if not isinstance(value, Token):
+                value = Token(str(value or ""), "argument") if value else None
+            if value is None:
+                raise AuthError("no DigitalOcean token: set DIGITALOCEAN_ACCESS_TOKEN or run `doctl auth init`")
+            self._token = value
+        return self._token
+
     # Called by the mixin in place of BaseAPI.__perform_request.
     def perform(self, end_point: str, url: str, method: str = GET, params: dict | None = None) -> requests.Response:
         params = dict(params or {})
@@ -143,7 +154,7 @@ class Transport:
         path = urlsplit(full).path
         what = f"{method} {path}"
         headers = {
-            "Authorization": "Bearer " + self._token.reveal(),
+            "Authorization": "Bearer " + self.token().reveal(),
             "Content-Type": "application/json",
             "User-Agent": f"rocket-wizard python-digitalocean/{digitalocean.__version__}",
         }
@@ -211,7 +222,7 @@ class Transport:
             error_id, message = body.get("id"), body.get("message", "")
         except ValueError:
             message = resp.text[:200]
-        message = redact(_one_line(message or resp.reason or ""), self._token)
+        message = redact(_one_line(message or resp.reason or ""), self._token)  # if DO ever echoes it
         detail = f"{status} {error_id}: {message}" if error_id else f"{status}: {message}"
         if status == 401:
             return AuthError(
@@ -310,15 +321,14 @@ class DigitalOceanClient:
 
     def __init__(
         self,
-        token: Token | str,
+        token: Token | str | Callable[[], Token | str],
         *,
         end_point: str | None = None,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.transport = Transport(token if isinstance(token, Token) else Token(token, "argument"),
-                                   policy=policy, sleep=sleep, clock=clock)
+        self.transport = Transport(token, policy=policy, sleep=sleep, clock=clock)
         self.end_point = end_point or end_point_from_env()
         if not self.end_point.endswith("/"):
             self.end_point += "/"
@@ -467,10 +477,10 @@ class DigitalOceanProvider:
         self,
         deployment: str,
         *,
-        token: Token | str,
+        token: Token | str | Callable[[], Token | str],
         region: str,
         image: str,
-        ssh_public_key: str | None = None,
+        ssh_public_key: str | Callable[[], str] | None = None,
         ssh_keys: Iterable[int | str] = (),
         backups: str = "none",
         vpc: str = "deployment",            # "deployment": a VPC named after it | "default"
@@ -492,7 +502,7 @@ class DigitalOceanProvider:
         self.deployment = deployment
         self.region = region
         self.image = image
-        self.ssh_public_key = ssh_public_key.strip() if ssh_public_key else None
+        self._ssh_public_key = ssh_public_key
         self.extra_ssh_keys = list(ssh_keys)
         self.backups = backups
         self.vpc_mode = vpc
@@ -502,6 +512,25 @@ class DigitalOceanProvider:
         self._sleep = sleep
         self._clock = clock
         self.client = DigitalOceanClient(token, end_point=end_point, policy=policy, sleep=sleep, clock=clock)
+
+    @classmethod
+    def for_plan(cls, plan, token=None, **kw) -> "DigitalOceanProvider":
+        """From a wizard.plan.Plan. ``token``: a Token, a string or a getter (asked lazily)."""
+        if token is None:
+            from wizard.token import token_getter
+            token = token_getter(interactive=False)
+        return cls(plan.name, token=token, region=plan.region, image=plan.image,
+                   ssh_public_key=plan.public_key, backups=plan.backups, **kw)
+
+    @property
+    def ssh_public_key(self) -> str | None:
+        key = self._ssh_public_key
+        if callable(key):
+            try:
+                key = key()
+            except OSError as exc:
+                raise ProviderError(f"cannot read the operator's SSH public key: {exc}") from None
+        return key.strip() if key else None
 
     # --- naming
     @property
@@ -536,10 +565,11 @@ class DigitalOceanProvider:
     def ensure_ssh_keys(self, on_resource: ResourceCallback | None = None) -> list[int | str]:
         """Account SSH key ids for the droplets; uploads the operator's key if the account lacks it."""
         ids: list[int | str] = list(self.extra_ssh_keys)
-        if not self.ssh_public_key:
+        public_key = self.ssh_public_key
+        if not public_key:
             return ids
-        wanted = _key_blob(self.ssh_public_key)
-        fingerprint = ssh_fingerprint(self.ssh_public_key)
+        wanted = _key_blob(public_key)
+        fingerprint = ssh_fingerprint(public_key)
 
         def find() -> SshKey | None:
             for k in self.client.ssh_keys():
@@ -550,7 +580,7 @@ class DigitalOceanProvider:
         key = find()
         if key is None:
             try:
-                key = self.client.create_ssh_key(f"rocket-wizard-{self.deployment}", self.ssh_public_key)
+                key = self.client.create_ssh_key(f"rocket-wizard-{self.deployment}", public_key)
             except (TransientError, ApiError) as exc:
                 # 422 "already in use" (a race, or a create whose answer was lost): adopt it.
                 key = find()
