@@ -157,6 +157,7 @@ class Deployment:
         self._provider = provider
         self._phases = phases
         self._token = token
+        self.check_release = True       # tests of single phases may turn the release check off
 
     # -- pieces, made on demand so `review` works with no token and no network
     @property
@@ -215,8 +216,32 @@ class Deployment:
         self.store.save()
         return specs
 
+    async def preflight(self, runner: Runner) -> bool:
+        """Refuse an incompatible plan before anything is created (or costs money).
+
+        The release server's /<version>/info names the MongoDB series and the Node
+        and Deno versions the release runs on; the plan must match it.
+        """
+        from . import releases
+
+        runner.emit(ev.StepStarted("provision", "preflight.release", "wizard",
+                                   f"Rocket.Chat {self.plan.rocketchat_version}: engine versions"))
+        t0 = time.monotonic()
+        try:
+            rel = await asyncio.to_thread(releases.resolve, self.plan)
+        except releases.ReleaseError as e:
+            runner.emit(ev.StepFinished("provision", "preflight.release", "wizard", "failed", str(e),
+                                        time.monotonic() - t0))
+            return False
+        runner.emit(ev.StepFinished("provision", "preflight.release", "wizard", "ok",
+                                    f"Node {rel.node}, MongoDB {', '.join(rel.mongo)}"
+                                    + (f", Deno {rel.deno}" if rel.deno else ""), time.monotonic() - t0))
+        return True
+
     async def _provision(self, runner: Runner, run) -> bool:
         loop = asyncio.get_running_loop()
+        if self.check_release and not await self.preflight(runner):
+            return False
 
         def emit_ts(e: ev.Event) -> None:
             loop.call_soon_threadsafe(runner.emit, e)
