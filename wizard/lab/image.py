@@ -31,6 +31,7 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 INCLUDE = [
     "systemd", "systemd-sysv", "dbus", "libpam-systemd", "openssh-server", "sudo",
     "iproute2", "ca-certificates", "curl", "gnupg", "procps", "python3", "kmod", "udev",
+    "xz-utils",  # on every cloud image; Node's release tarballs are .tar.xz
 ]
 # Installed with apt inside the fresh tree: cloud-init's dependency tree is large and
 # debootstrap's resolver is weaker than apt's.
@@ -44,10 +45,19 @@ CLOUD_CFG = """\
 datasource_list: [ NoCloud, None ]
 network: {config: disabled}
 locale: C.UTF-8
+# Like DigitalOcean's images: the droplet's SSH keys also let root log in.
+disable_root: false
+"""
+
+ETC_HOSTS = """\
+127.0.0.1\tlocalhost
+::1\t\tlocalhost ip6-localhost ip6-loopback
+ff02::1\t\tip6-allnodes
+ff02::2\t\tip6-allrouters
 """
 
 # Bumped when the build steps below change in a way the inputs do not show.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")) -> str:
@@ -71,7 +81,7 @@ def recipe(mirror: str | None = None) -> dict:
     mirror = mirror or debian_mirror()
     return {
         "version": RECIPE_VERSION, "suite": SUITE, "variant": "minbase", "mirror": mirror,
-        "include": INCLUDE, "extra": EXTRA, "cloud_cfg": CLOUD_CFG, "sources": _sources(mirror),
+        "include": INCLUDE, "extra": EXTRA, "cloud_cfg": CLOUD_CFG, "hosts": ETC_HOSTS, "sources": _sources(mirror),
     }
 
 
@@ -199,6 +209,7 @@ def _build(tar: Path, r: dict) -> None:
             dbus_id.unlink()
         (root / "etc/resolv.conf").write_text("")
         (root / "etc/hostname").write_text("localhost\n")
+        (root / "etc/hosts").write_text(r["hosts"])  # debootstrap writes none
         shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
         (root / "var/lib/apt/lists/partial").mkdir(parents=True)
         (root / "etc/rocket-wizard-lab-image").write_text(json.dumps(r, indent=1, sort_keys=True) + "\n")

@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import image
@@ -63,6 +63,7 @@ class LabHost:
     number: int = 0
     netns: str = ""
     instance_id: str = ""
+    tags: list[str] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -175,24 +176,33 @@ class Lab:
             raise LabError(f"no lab host {name!r} in lab {self.prefix}")
         return h
 
+    def create_host(self, name: str, user_data: str | None = None, meta_data: dict | None = None,
+                    public_ip: str | None = None, private_ip: str | None = None,
+                    tags: list[str] | None = None) -> LabHost:
+        """Record a host and write its cloud-init seed, without booting it. Idempotent:
+        an existing host is returned unchanged (its seed is never rewritten)."""
+        if not _valid_name(name):
+            raise LabError(f"host name {name!r}: 1-63 lowercase letters, digits and '-'")
+        if not self.is_up():
+            raise LabError(f"lab {self.prefix} is not up: call lab.up() (or `rocket-wizard lab up`)")
+        self._create_record(name, user_data, meta_data, public_ip, private_ip, tags)
+        return self.host(name)
+
     def boot_host(self, name: str, user_data: str | None = None, meta_data: dict | None = None,
                   public_ip: str | None = None, private_ip: str | None = None,
-                  timeout: float = 120) -> LabHost:
+                  timeout: float = 120, tags: list[str] | None = None) -> LabHost:
         """Create (or start again) a host and return once its sshd accepts TCP on port 22.
 
         The cloud-init NoCloud seed (user_data, meta_data) is written only when the host
         is created, like a droplet's user data. cloud-init may still be running on
         return: use wait_cloud_init()."""
-        if not _valid_name(name):
-            raise LabError(f"host name {name!r}: use lowercase letters, digits and '-'")
-        if not self.is_up():
-            raise LabError(f"lab {self.prefix} is not up: call lab.up() (or `rocket-wizard lab up`)")
         t0 = time.monotonic()
-        rec = self._create_record(name, user_data, meta_data, public_ip, private_ip)
+        self.create_host(name, user_data, meta_data, public_ip, private_ip, tags)
+        d = self.hosts_dir / name
+        rec = _read_json(d / "host.json")
         h = self._load(name)
         if h.running:
             return h
-        d = h.machine_dir
         self.net.host_up(name, rec["number"], rec["public_ip"], rec["private_ip"])
         self._mount(d)
         self._start_supervisor(d, rec)
@@ -245,13 +255,18 @@ class Lab:
         h = self.host(name)
         if not h.running:
             raise LabError(f"lab host {name} is not running")
-        t0 = time.monotonic()
-        boots = _read_int(h.machine_dir / "boots") or 0
+        boots = self.boots(name)
         self.exec(name, ["systemctl", "reboot"], timeout=30)
-        return self.wait_rebooted(name, boots, t0 + timeout)
+        return self.wait_rebooted(name, boots, timeout)
 
-    def wait_rebooted(self, name: str, boots_before: int, deadline: float) -> LabHost:
-        """Wait until the supervisor started the host again after a reboot from inside."""
+    def boots(self, name: str) -> int:
+        """How many times the host's systemd was started (1 after boot_host, +1 per reboot)."""
+        return _read_int(self.hosts_dir / name / "boots") or 0
+
+    def wait_rebooted(self, name: str, boots_before: int, timeout: float = 120) -> LabHost:
+        """Wait until the host came back from a reboot (however it was triggered: over SSH,
+        lab.exec) and sshd listens again. boots_before: lab.boots(name) before the reboot."""
+        deadline = time.monotonic() + timeout
         d = self.hosts_dir / name
         while (_read_int(d / "boots") or 0) <= boots_before:
             if not _supervisor_alive(d):
@@ -298,7 +313,7 @@ class Lab:
         return mirror.status(self)
 
     # --- internals ----------------------------------------------------------------------
-    def _create_record(self, name, user_data, meta_data, public_ip, private_ip) -> dict:
+    def _create_record(self, name, user_data, meta_data, public_ip, private_ip, tags) -> dict:
         d = self.hosts_dir / name
         with image.file_lock(self.workdir / "lock"):
             rec = _read_json(d / "host.json")
@@ -319,7 +334,7 @@ class Lab:
                 "private_ip": private_ip or self.net.private_ip(number),
                 "netns": self.net.netns(name), "machine": f"{self.prefix}-{name}",
                 "instance_id": f"{self.prefix}-{name}-{uuid.uuid4().hex[:8]}",
-                "created": time.time(),
+                "created": time.time(), "tags": list(tags or []),
             }
             if private_ip and _ip_in(private_ip, self.net.private) is False:
                 raise LabError(f"{private_ip} is not in this lab's private network {self.net.private}")
@@ -390,8 +405,9 @@ class Lab:
             except OSError:
                 pass
             if not _supervisor_alive(d):
-                raise LabError(f"lab host {h.name} stopped while booting (nspawn exit {_read_int(d / 'exit')}); "
-                               f"log {d / 'nspawn.log'}:\n{_tail(d / 'nspawn.log')}")
+                why = "stop requested" if (d / "stop").exists() else f"nspawn exit {_read_int(d / 'exit')}"
+                raise LabError(f"lab host {h.name} stopped while booting ({why}); "
+                               f"log {d / 'nspawn.log'}:\n{_tail(d / 'nspawn.log')}\n{_tail(d / 'supervisor.log')}")
             if time.monotonic() > deadline:
                 raise LabError(f"lab host {h.name}: sshd not listening on {h.public_ip}:22 in time; "
                                f"log {d / 'nspawn.log'}:\n{_tail(d / 'nspawn.log')}")
@@ -404,7 +420,8 @@ class Lab:
             return None
         return LabHost(name=rec["name"], public_ip=rec["public_ip"], private_ip=rec["private_ip"],
                        machine_dir=d, pid=_host_pid1(rec["netns"]) if _supervisor_alive(d) else None,
-                       number=rec["number"], netns=rec["netns"], instance_id=rec.get("instance_id", ""))
+                       number=rec["number"], netns=rec["netns"], instance_id=rec.get("instance_id", ""),
+                       tags=rec.get("tags", []))
 
     def _signal_stop(self, name: str) -> None:
         d = self.hosts_dir / name
@@ -477,7 +494,7 @@ class Lab:
 # --- small helpers ---------------------------------------------------------------------
 def _valid_name(name: str) -> bool:
     import re
-    return bool(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?", name))
+    return bool(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name))
 
 
 def _ip_in(ip: str, net) -> bool:
