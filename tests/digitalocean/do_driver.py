@@ -19,7 +19,7 @@ from wizard.token import token_getter
 def main() -> None:
     deployment, key_file = sys.argv[1], Path(sys.argv[2])
     provider = DigitalOceanProvider(deployment, token=token_getter(), region="nyc3", image="debian-12-x64",
-                                    ssh_public_key=key_file.read_text(), poll_interval=0.1, active_timeout=60)
+                                    ssh_public_key=key_file.read_text(), poll_interval=0.3, active_timeout=60)
     specs = [HostSpec(f"mongo{i}", "mongo", "s-1vcpu-2gb", "#cloud-config\n{}\n") for i in (1, 2, 3)]
     specs.append(HostSpec("web1", "web", "s-2vcpu-4gb", "#cloud-config\n{}\n"))
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from wizard.providers.base import ProviderError
+from wizard.providers.base import HostSpec, ProviderError
 from wizard.providers.digitalocean import (
     ApiError, AuthError, DigitalOceanClient, RetryPolicy, TransientError, addresses, ssh_fingerprint,
 )
@@ -278,3 +278,32 @@ def test_bad_deployment_name_is_refused():
     from wizard.providers.digitalocean import DigitalOceanProvider
     with pytest.raises(ProviderError):
         DigitalOceanProvider("Bad Name!", token="x", region="nyc3", image="debian-12-x64")
+
+
+def test_for_plan_and_make_provider(do_double, do_token, operator_key, tmp_path, monkeypatch):
+    """The engine's entry: make_provider(plan, token=getter); the token is asked on first use only."""
+    from wizard.plan import Plan
+    from wizard.providers import make_provider
+
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(operator_key[0].export_private_key("openssh"))
+    key.with_name("id_ed25519.pub").write_text(operator_key[1] + "\n")
+    plan = Plan(name="planned", ssh_key=str(key), region="ams3", image="debian-12-x64", backups="weekly",
+                domain="chat.example.test", admin_email="ops@example.test")
+    asked = []
+
+    def getter():
+        asked.append(1)
+        return do_token
+
+    p = make_provider(plan, token=getter)
+    assert (p.deployment, p.region, p.image, p.backups, p.tag) == ("planned", "ams3", "debian-12-x64", "weekly",
+                                                                    "rw-planned")
+    assert asked == []                              # building it asks nothing
+    p.poll_interval = 0.1
+    specs = [HostSpec("mongo1", "mongo", "s-1vcpu-2gb", "#cloud-config\n{}\n")]
+    m = p.ensure_hosts(specs, on_resource=_quiet, progress=_quiet)[0]
+    assert asked == [1] and m.name == "mongo1"
+    body = do_double.requests("POST", r"^/v2/droplets/?$")[0].json()
+    assert body["region"] == "ams3" and body["backup_policy"] == {"plan": "weekly", "hour": 4, "weekday": "SUN"}
+    assert do_double.ssh_keys[body["ssh_keys"][0]]["public_key"] == operator_key[1]

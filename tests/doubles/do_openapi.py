@@ -8,6 +8,8 @@ parsed once per process (about 3 s) and kept.
 from __future__ import annotations
 
 import functools
+import json
+import os
 from pathlib import Path
 
 from tests.doubles.digitalocean import Exchange
@@ -32,9 +34,24 @@ def openapi():
     path = spec_path()
     if path is None:
         raise FileNotFoundError(f"{SPEC_NAME} not found beside the repository or in /work/shared")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=loader)
+    # YAML parsing is most of the cost (seconds); a JSON copy keyed by size and mtime loads in
+    # a fraction of that on later runs.
+    st = path.stat()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rocket-wizard-tests" / \
+        f"do-openapi-{st.st_size}-{st.st_mtime_ns}.json"
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=loader)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+            tmp.replace(cache)
+        except OSError:
+            pass
     # The published document itself fails the spec validator (an unrelated
     # schema's null default), so skip that check and validate our traffic only.
     return OpenAPI.from_dict(data, config=Config(spec_validator_cls=None))
