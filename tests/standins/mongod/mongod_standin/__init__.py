@@ -1,0 +1,1 @@
+"""A stand-in for mongod, for the rocket-wizard lab (see ../README.md)."""
