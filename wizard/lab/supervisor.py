@@ -42,6 +42,7 @@ def main(machine_dir: str) -> int:
     env = dict(os.environ, **cfg.get("env", {}))
     boots = 0
     rc = 0
+    print(f"{time.strftime('%H:%M:%S')} supervisor {os.getpid()} for {d}", flush=True)
     try:
         while not (d / "stop").exists():
             boots += 1
@@ -64,6 +65,8 @@ def main(machine_dir: str) -> int:
             if rc != REBOOT:
                 break
     finally:
+        print(f"{time.strftime('%H:%M:%S')} supervisor exits: boots {boots}, last exit {rc}, "
+              f"stop {(d / 'stop').exists()}", flush=True)
         for f in ("nspawn.pid", "supervisor.pid"):
             (d / f).unlink(missing_ok=True)
     return 0
