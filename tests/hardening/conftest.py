@@ -19,8 +19,9 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (ROOT, Path(__file__).resolve().parent):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from wizard.engine import Ctx, Inventory  # noqa: E402
 from wizard.plan import Plan  # noqa: E402
@@ -53,8 +54,7 @@ def operator_key(tmp_path_factory) -> Path:
 
 
 # Fixed key for recorded cases, so their expected ops can spell the key out.
-RECORDED_PUBKEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJ3LXRlc3QtcmVjb3JkZWQtb3BlcmF0b3Ita2V5MDA "
-                   "operator@recorded")
+from cases import RECORDED_KEY as RECORDED_PUBKEY  # noqa: E402
 
 
 @pytest.fixture(scope="session")
