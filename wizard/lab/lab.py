@@ -335,6 +335,9 @@ class Lab:
                 "netns": self.net.netns(name), "machine": f"{self.prefix}-{name}",
                 "instance_id": f"{self.prefix}-{name}-{uuid.uuid4().hex[:8]}",
                 "created": time.time(), "tags": list(tags or []),
+                # The lower dir this host's upper dir was made on: kept even if the image
+                # recipe changes later (a new base under an old upper would mix two systems).
+                "rootfs": (_read_json(self.workdir / "lab.json") or {}).get("rootfs"),
             }
             if private_ip and _ip_in(private_ip, self.net.private) is False:
                 raise LabError(f"{private_ip} is not in this lab's private network {self.net.private}")
@@ -369,8 +372,10 @@ class Lab:
         root = d / "root"
         if str(root) in image.mounted():
             return
-        lab = _read_json(self.workdir / "lab.json") or {}
-        lower = lab.get("rootfs") or str(image.ensure_rootfs(log.info))
+        rec = _read_json(d / "host.json") or {}
+        lower = rec.get("rootfs") or (_read_json(self.workdir / "lab.json") or {}).get("rootfs")
+        if not lower or not Path(lower, "etc/os-release").exists():
+            lower = str(image.ensure_rootfs(log.info))
         sh(["mount", "-t", "overlay", "overlay", "-o",
             f"lowerdir={lower},upperdir={d / 'upper'},workdir={d / 'work'}", str(root)])
 
