@@ -114,7 +114,7 @@ class RocketWizardApp(App[int]):
     def resume(self, found: backend.Found) -> None:
         from .run import RunScreen
         try:
-            plan = backend.saved_plan(found)
+            plan = backend.saved_plan(found, self.check_files)
         except PlanError as e:
             self.notify(str(e), title="cannot resume", severity="error", timeout=10)
             return
@@ -124,7 +124,7 @@ class RocketWizardApp(App[int]):
     def show_status(self, found: backend.Found) -> None:
         from .status import StatusScreen
         try:
-            plan = backend.saved_plan(found)
+            plan = backend.saved_plan(found, self.check_files)
         except PlanError as e:
             self.notify(str(e), title="no status", severity="error", timeout=10)
             return

@@ -113,11 +113,11 @@ def found_deployments(root: Path | None = None) -> list[Found]:
     return out
 
 
-def saved_plan(found: Found) -> Plan:
+def saved_plan(found: Found, check_files: bool = True) -> Plan:
     """The plan saved beside the state when the deployment was applied."""
     if not found.has_plan:
         raise PlanError(f"deployment {found.name!r}: no saved plan in {found.plan_path.parent}")
-    return load_plan(found.plan_path)
+    return load_plan(found.plan_path, check_files)
 
 
 def open_store(name: str) -> StateStore | None:

@@ -173,6 +173,8 @@ class DemoDeployment:
         finally:
             self.store.finish_run(run, "interrupted" if interrupted else ("done" if ok else "failed"))
             elapsed = time.monotonic() - t0
+            if self.fixed_elapsed is not None:      # scripted time: stable pictures
+                elapsed = self.fixed_elapsed * (len(run.steps) or 1)
             emit(ev.RunFinished(run.id, ok and not interrupted, counts["changed"], counts["failed"], elapsed,
                                 {h: 4 for h, _ in hosts}, interrupted))
         return RunResult(ok, counts["changed"], counts["failed"], time.monotonic() - t0,
@@ -211,3 +213,166 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---------------------------------------------------------------- scenes
+# One place that puts the real app in each state worth seeing: the snapshot
+# tests and scripts/screenshots.py both use it, so the README's pictures are
+# the tested screens.
+
+SCENE_STATE_DIR = Path("/tmp/rocket-wizard-scenes/state")
+
+
+class FixedClock:
+    """A clock that only moves when told: elapsed times and ETAs are stable in snapshots."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def prepare_state(root: Path = SCENE_STATE_DIR) -> Path:
+    import os
+    import shutil
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    os.environ["ROCKET_WIZARD_STATE_DIR"] = str(root)
+    return root
+
+
+def make_interrupted(plan: Plan, done_until: str = "mongodb.keyfile") -> StateStore:
+    """A deployment whose run stopped part-way (as after Ctrl-C), with its plan saved."""
+    from wizard.plan import save_plan
+    store = StateStore(plan.name)
+    store.dir.mkdir(parents=True, exist_ok=True)
+    run, _ = store.start_run(False)
+    hosts = plan.hosts()
+    for name, role in hosts:
+        rec = store.host(name, role)
+        rec.public_ip = f"203.0.113.{10 + len(store.state.hosts)}"
+    keys = [f"provision.host@{h}" for h, _ in hosts] + [f"provision.ssh@{h}" for h, _ in hosts]
+    for ph in DEMO_PHASES:
+        for s in ph.steps:
+            targets = [h for h, r in hosts if r in s.roles]
+            keys += [f"{s.id}@{h}" for h in (targets[:1] if s.once else targets)]
+    for key in keys:
+        if key.startswith(done_until):
+            store.step(run, key, "running")
+            break
+        store.step(run, key, "changed", "demo")
+    store.finish_run(run, "interrupted")
+    run.started = run.finished = 1_796_000_000.0     # a fixed date for stable pictures
+    store.save()
+    save_plan(plan, store.dir / "plan.toml")
+    return store
+
+
+def demo_app(**kw):
+    from .app import RocketWizardApp
+    kw.setdefault("make_deployment", lambda p: DemoDeployment(p, delay=0, elapsed=2.0))
+    kw.setdefault("clock", FixedClock())
+    kw.setdefault("check_files", False)
+    kw.setdefault("offer_resume", False)
+    return RocketWizardApp(**kw)
+
+
+async def settle(pilot) -> None:
+    """Let workers finish and stop cursors blinking, so a screenshot is stable."""
+    from textual.widgets import Input
+
+    from .run import RunScreen
+    await pilot.pause()
+    for _ in range(400):
+        if not (isinstance(pilot.app.screen, RunScreen) and pilot.app.screen.running):
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.05)
+    for w in pilot.app.screen.query(Input):
+        w.cursor_blink = False
+    await pilot.pause()
+
+
+async def scene_welcome(pilot):
+    make_interrupted(demo_plan("acme-chat"))
+    pilot.app.screen.refresh_choices()
+    await settle(pilot)
+
+
+async def scene_cost(pilot):
+    await pilot.press("c")
+    await settle(pilot)
+
+
+async def scene_plan(pilot):
+    await pilot.press("n")
+    await pilot.press("ctrl+n")
+    await pilot.pause()
+    s = pilot.app.screen
+    s.query_one("#f-name").value = "acme-chat"
+    s.query_one("#f-domain").value = "chat"
+    s.query_one("#f-admin-email").value = "ops@example.com"
+    s.query_one("#f-app-hosts").value = "two"
+    await settle(pilot)
+
+
+async def scene_review(pilot):
+    from .review import ReviewScreen
+    await pilot.app.push_screen(ReviewScreen(demo_plan("acme-chat")))
+    await settle(pilot)
+
+
+async def _run(pilot, fail: bool):
+    from .run import RunScreen
+    plan = demo_plan("acme-chat")
+    d = DemoDeployment(plan, delay=0, elapsed=2.0, log_lines=2, fail_once=("rocketchat.bundle@web1",) if fail else ())
+    await pilot.app.push_screen(RunScreen(d))
+    await settle(pilot)
+
+
+async def scene_run_failed(pilot):
+    await _run(pilot, True)
+
+
+async def scene_run_done(pilot):
+    await _run(pilot, False)
+
+
+async def scene_resume(pilot):
+    from .backend import found_deployments
+    make_interrupted(demo_plan("acme-chat"))
+    pilot.app.offer_resume_for(found_deployments()[0])
+    await settle(pilot)
+
+
+async def scene_status(pilot):
+    from .status import StatusScreen
+    await pilot.app.push_screen(StatusScreen(DemoDeployment(demo_plan("acme-chat"))))
+    await settle(pilot)
+
+
+async def scene_done(pilot):
+    from .done import DoneScreen
+    plan = demo_plan("acme-chat")
+    d = DemoDeployment(plan)
+    make_interrupted(plan)
+    d.store = StateStore(plan.name)
+    await pilot.app.push_screen(DoneScreen(d))
+    await settle(pilot)
+
+
+# name -> (scene, terminal size)
+SCENES = {
+    "welcome": (scene_welcome, (80, 24)),
+    "cost": (scene_cost, (80, 24)),
+    "plan": (scene_plan, (80, 24)),
+    "review": (scene_review, (80, 24)),
+    "run-failed": (scene_run_failed, (80, 24)),
+    "run-done": (scene_run_done, (80, 24)),
+    "resume": (scene_resume, (80, 24)),
+    "status": (scene_status, (80, 24)),
+    "done": (scene_done, (80, 24)),
+    "run-failed-wide": (scene_run_failed, (120, 36)),
+    "cost-wide": (scene_cost, (120, 36)),
+}

@@ -38,7 +38,7 @@ class ResumeDialog(ModalScreen[bool]):
         f = self.found
         run = f.unfinished
         assert run is not None
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started))
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.started))
         lines = [f"Deployment {f.name!r} has an unfinished run ({run.status}, started {when}"
                  + (f", resumed {run.resumed}x" if run.resumed else "") + ")."]
         phases = backend.done_by_phase(run)

@@ -182,11 +182,6 @@ class RunScreen(Screen):
             self.model.finished = self.app.clock()
         if self.failed:
             self._show_failure(self.failure_text())
-            self.notify("the run failed: r retries from the failed step", severity="error")
-        elif self.interrupted:
-            self.notify("stopped; what is done is recorded. r resumes, q quits", severity="warning")
-        else:
-            self.notify("deployment finished: press Enter for the next steps")
         self.query_one(LogPane).flush()
         self.refresh_bindings()
         self.update_lines()
