@@ -92,6 +92,7 @@ class CostScreen(Screen):
     def on_mount(self) -> None:
         self.recompute()
         self.fetch_prices()
+        self.query_one("#users", Input).focus()
 
     def on_screen_resume(self) -> None:
         self.recompute()

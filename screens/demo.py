@@ -5,7 +5,8 @@ machines. ``DemoDeployment`` records its runs in a real ``StateStore`` (so
 interrupting and resuming behave as with the engine) and emits the engine's
 events with scripted timings, log lines and, optionally, one failure.
 
-Try the app with it:  python -m screens.demo   (state under a temporary folder)
+Try the app with it:  python -m screens.demo [answers.toml]   (state under a temporary folder
+unless ROCKET_WIZARD_STATE_DIR is set; RW_DEMO_DELAY sets the seconds per step)
 """
 
 from __future__ import annotations
@@ -205,8 +206,11 @@ def main() -> int:
 
     if "ROCKET_WIZARD_STATE_DIR" not in os.environ:
         os.environ["ROCKET_WIZARD_STATE_DIR"] = tempfile.mkdtemp(prefix="rw-demo-")
+    import sys
     delay = float(os.environ.get("RW_DEMO_DELAY", "0.4"))
-    app = RocketWizardApp(make_deployment=lambda plan: DemoDeployment(plan, delay=delay), check_files=False)
+    answers = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    app = RocketWizardApp(answers=answers, make_deployment=lambda plan: DemoDeployment(plan, delay=delay),
+                          check_files=False)
     app.run()
     return app.return_code or 0
 

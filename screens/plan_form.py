@@ -127,11 +127,11 @@ class PlanScreen(Screen):
         Binding("ctrl+n", "next", "Next: review"),
         Binding("ctrl+s", "save", "Save answers"),
         Binding("escape", "back", "Back"),
-        Binding("ctrl+e", "first_error", "First error"),
+        Binding("ctrl+g", "first_error", "Go to error"),
     ]
     DEFAULT_CSS = """
     PlanScreen #form { padding: 0 1; }
-    PlanScreen #summary { height: 2; dock: bottom; padding: 0 1; background: $panel; }
+    PlanScreen #summary { height: 1; dock: bottom; padding: 0 1; background: $panel; }
     """
 
     def __init__(self) -> None:
@@ -203,7 +203,7 @@ class PlanScreen(Screen):
             r = self.app.deployment_for(p).review(self.app.live_prices)
             lic = " + licence" if p.needs_scalability_licence else ""
             return (f"[green]valid[/]: {len(p.hosts())} hosts, {p.instances * p.app_hosts} instances, "
-                    f"{r.total_monthly:.2f} USD/month{lic}\n^n reviews what will be created")
+                    f"{r.total_monthly:.2f} USD/month{lic} · ^n reviews it")
         missing = [k for k, m in self.errors.items() if m == "required"]
         others = [k for k, m in self.errors.items() if m != "required"]
         parts = []
@@ -213,13 +213,14 @@ class PlanScreen(Screen):
             parts.append(f"required: {', '.join(missing)}")
         if "_form" in self.errors:
             parts.append(self.errors["_form"])
-        return "; ".join(parts) + "\n^e jumps to the first one"
+        return "; ".join(parts)
 
     # ---- keys ----------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.focus_next()
 
     def action_first_error(self) -> None:
+        self.revalidate()          # keys typed just before may not have been validated yet
         for key in KEYS:
             if key in self.errors:
                 self.query_one(f"#{wid(key)}").focus()
