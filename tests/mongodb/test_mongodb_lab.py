@@ -1,0 +1,232 @@
+"""The MongoDB phase on lab hosts (prefix rm, 198.18.48.0/23), after the hardening phase.
+
+Three mongo hosts, one web host (a peer) and one outsider on the private network. The
+stand-in `mongodb-org` packages are built from tests/standins/mongod and served by the
+lab mirror as a signed apt repository laid out like repo.mongodb.org. Checks: the set
+forms; a rerun changes nothing; an unauthenticated client is refused; the MongoDB port
+is closed to a non-peer and to the public side; stopping the primary's mongod elects a
+new primary and wizard.mongo.member_status shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = os.environ.get("RW_MONGO_LAB_PREFIX", "rm")
+SUBNET = os.environ.get("RW_MONGO_LAB_SUBNET", "198.18.48.0/23")
+VERSION = os.environ.get("RW_MONGO_STANDIN_VERSION", "8.0.4")
+PLANNED = ["mongo1", "mongo2", "mongo3", "web1"]
+OUTSIDER = "other1"
+
+pytestmark = pytest.mark.lab
+
+
+def say(line: str) -> None:
+    print(f"[mongodb] {line}", flush=True)
+
+
+def _why_no_lab() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    for tool in ("dpkg-deb", "apt-ftparchive", "gpg"):
+        if not shutil.which(tool):
+            return f"{tool} missing (apt-get install -y dpkg-dev apt-utils gnupg)"
+    return None
+
+
+def make_key(folder: Path) -> Path:
+    import asyncssh
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="rw-mongodb-test")
+    path = folder / "id_ed25519"
+    path.write_bytes(key.export_private_key("openssh"))
+    path.chmod(0o600)
+    path.with_name("id_ed25519.pub").write_bytes(key.export_public_key("openssh"))
+    return path
+
+
+class Cluster:
+    def __init__(self, lab, plan, store, hosts, tmp):
+        self.lab, self.plan, self.store, self.hosts, self.tmp = lab, plan, store, hosts, tmp
+
+    def run(self, phases):
+        from wizard.engine import Runner
+        events: list = []
+        res = asyncio.run(Runner(self.plan, self.store, phases, emit=events.append).run())
+        return res, events
+
+    def sh(self, name, script, timeout=60):
+        return self.lab.exec(name, ["sh", "-c", script], timeout=timeout)
+
+    def members(self):
+        from wizard import mongo
+        from wizard.engine import Runner
+
+        async def go():
+            r = Runner(self.plan, self.store, [])
+            try:
+                return await mongo.member_status(self.plan, r.inventory, self.store.secrets, r.connection)
+            finally:
+                await r.pool.close()
+        return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = _why_no_lab()
+    if why:
+        pytest.skip(why)
+    from wizard import cloudinit, hostkeys
+    from wizard.lab.lab import Lab
+    from wizard.lab.mirror import build_apt_repo
+    from wizard.plan import Plan
+    from wizard.state import StateStore
+
+    tmp = tmp_path_factory.mktemp("rm-lab")
+    os.environ["ROCKET_WIZARD_STATE_DIR"] = str(tmp / "state")
+    # the stand-in packages, in a signed repository laid out like repo.mongodb.org/apt/debian
+    debs = subprocess.run([str(ROOT / "tests/standins/mongod/build-deb.sh"), VERSION, str(tmp / "debs")],
+                          check=True, capture_output=True, text=True).stdout.split()
+    series = ".".join(VERSION.split(".")[:2])
+    build_apt_repo(tmp / "mirror" / "mongodb-apt", f"bookworm/mongodb-org/{series}", "main", "amd64", debs,
+                   tmp / "gpg")
+    key = make_key(tmp)
+    pub = key.with_name(key.name + ".pub").read_text().strip()
+    lab = Lab(prefix=PREFIX, subnet=SUBNET)
+    t0 = time.monotonic()
+    lab.up()
+    for h in lab.hosts():
+        lab.destroy_host(h.name)
+    url = lab.start_mirror(tmp / "mirror")
+    names = PLANNED + [OUTSIDER]
+    keys = {n: hostkeys.generate() for n in names}
+    booted = lab.boot_hosts(names, user_data_for=lambda n: cloudinit.user_data(*keys[n]),
+                            meta_data_for=lambda n: {"local-hostname": n, "public-keys": [pub]})
+    for n in names:
+        lab.wait_cloud_init(n)
+    say(f"lab {PREFIX}: {len(names)} hosts booted in {time.monotonic() - t0:.1f} s; mirror {url}")
+    plan = Plan.model_validate(dict(
+        name="rm-mongodb", provider="lab", domain="chat.lab.test", admin_email="ops@lab.test",
+        ssh_key=str(key), image="debian-12-x64", mongodb_version=series, mongo_members=3, app_hosts=1,
+        mirrors={"mongodb_apt": f"{url}/mongodb-apt"}))
+    store = StateStore(plan.name)
+    hosts = {}
+    for h in booted:
+        hosts[h.name] = h
+        if h.name in PLANNED:
+            rec = store.host(h.name, "web" if h.name.startswith("web") else "mongo")
+            rec.public_ip, rec.private_ip = h.public_ip, h.private_ip
+            rec.host_key, rec.ssh_user, rec.ready = keys[h.name][1], "root", True
+    store.save()
+    c = Cluster(lab, plan, store, hosts, tmp)
+    yield c
+    if not os.environ.get("RW_KEEP_LAB"):
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def formed(cluster):
+    from recipes import hardening, mongodb
+    t0 = time.monotonic()
+    res1, ev1 = cluster.run([hardening.PHASE, mongodb.PHASE])
+    say(f"first run (hardening + mongodb): ok={res1.ok} changed={res1.changed} in {time.monotonic() - t0:.1f} s")
+    assert res1.ok, res1.failures
+    t0 = time.monotonic()
+    res2, ev2 = cluster.run([mongodb.PHASE])
+    say(f"rerun (mongodb): changed={res2.changed} in {time.monotonic() - t0:.1f} s, round trips {res2.round_trips}")
+    return cluster, res1, res2
+
+
+def test_replica_set_forms(formed):
+    c, res1, _ = formed
+    mongo_changes = [(h, s) for h, s, _ in res1.changes if s.startswith("mongo.")]
+    assert ("mongo1", "mongo.replset") in mongo_changes
+    members = c.members()
+    states = sorted(m.state for m in members)
+    assert states == ["PRIMARY", "SECONDARY", "SECONDARY"], members
+    assert all(m.health == 1 and m.lag_s is not None and m.lag_s < 30 for m in members)
+    conf = c.sh("mongo2", "cat /etc/mongod.conf; stat -c '%U:%G %a' /etc/mongodb/keyfile").stdout
+    assert f"bindIp: 127.0.0.1,{c.hosts['mongo2'].private_ip}" in conf
+    assert "mongodb:mongodb 400" in conf
+
+
+def test_rerun_changes_nothing(formed):
+    _, _, res2 = formed
+    assert res2.ok and res2.changed == 0, res2.changes
+
+
+def test_unauthenticated_client_refused(formed):
+    from wizard import mongo
+    from wizard.engine import Runner
+    c = formed[0]
+
+    async def go():
+        r = Runner(c.plan, c.store, [])
+        try:
+            async with mongo.Forwarded(r.connection(r.inventory.get("mongo1"))) as f:
+                with pytest.raises(mongo.OperationFailure) as e:
+                    await f.command("rocketchat", {"find": "users"})
+                assert e.value.code == 13
+                with pytest.raises(mongo.OperationFailure) as e:
+                    await f.command("admin", {"createUser": "intruder", "pwd": "x", "roles": ["root"]})
+                assert e.value.code == 13   # the localhost exception closed with the first user
+            url = mongo.mongo_url(c.plan, r.inventory, c.store.secrets)
+            assert url.startswith("mongodb://rocketchat:") and "mongo1:27017,mongo2:27017,mongo3:27017" in url
+            assert url.endswith("/rocketchat?replicaSet=rs0&authSource=rocketchat")
+        finally:
+            await r.pool.close()
+    asyncio.run(go())
+
+
+def _tcp(c, host, addr, port=27017):
+    p = c.sh(host, f"timeout 5 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' && echo open || echo closed")
+    return p.stdout.strip().splitlines()[-1]
+
+
+def test_port_closed_to_non_peer_and_public(formed):
+    c = formed[0]
+    m1 = c.hosts["mongo1"]
+    assert _tcp(c, "web1", m1.private_ip) == "open"           # a peer (Rocket.Chat) gets in
+    assert _tcp(c, OUTSIDER, m1.private_ip) == "closed"       # same private network, not a peer
+    s = socket.socket()
+    s.settimeout(3)
+    try:                                                       # the public side, from outside
+        assert s.connect_ex((m1.public_ip, 27017)) != 0
+    finally:
+        s.close()
+
+
+def test_failover_visible_on_status_board(formed):
+    c = formed[0]
+    before = {m.name: m.state for m in c.members()}
+    old = next(n for n, s in before.items() if s == "PRIMARY")
+    c.sh(old, "systemctl stop mongod")
+    t0 = time.monotonic()
+    try:
+        seen = None
+        while time.monotonic() - t0 < 60:
+            seen = {m.name: (m.state, m.health) for m in c.members()}
+            new = [n for n, (s, h) in seen.items() if s == "PRIMARY" and n != old]
+            if new and seen[old][1] == 0:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"no new primary after stopping {old}: {seen}")
+        say(f"stopped mongod on {old}: {new[0]} PRIMARY after {time.monotonic() - t0:.1f} s; board: {seen}")
+    finally:
+        c.sh(old, "systemctl start mongod")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        states = {m.name: m.state for m in c.members()}
+        if states.get(old) == "SECONDARY":
+            break
+        time.sleep(1)
+    assert states.get(old) == "SECONDARY", states
