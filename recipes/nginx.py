@@ -52,8 +52,7 @@ def render_site(plan, inventory, ocsp_uri: str = "") -> str:
     if ocsp_uri:
         ocsp = (f"    # The certificate names an OCSP responder ({ocsp_uri}): staple its answer.\n"
                 "    ssl_stapling on;\n    ssl_stapling_verify on;\n"
-                f"    ssl_trusted_certificate /etc/letsencrypt/live/{plan.domain}/chain.pem;\n"
-                "    resolver 127.0.0.53 valid=300s;\n    resolver_timeout 5s;\n")
+                f"    ssl_trusted_certificate /etc/letsencrypt/live/{plan.domain}/chain.pem;\n")
     else:
         ocsp = "    # No OCSP stapling: the certificate names no OCSP responder.\n"
     return Template((TEMPLATES / "nginx-site.conf.tmpl").read_text()).substitute(

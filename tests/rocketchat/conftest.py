@@ -54,13 +54,15 @@ def runtime(rc_tree, tmp_path_factory) -> dict:
 
 
 class MongodStandin:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, bind_ip: str = "127.0.0.1", replset_host: str | None = None):
+        # Set up over loopback (the localhost exception); members and clients use replset_host.
+        self.ip = replset_host or bind_ip
         self.port = free_port()
         self.dbpath = tmp / "db"
         self.dbpath.mkdir()
         self.log = tmp / "mongod.log"
         self.proc = subprocess.Popen(
-            [sys.executable, str(MONGOD), "--port", str(self.port), "--bind_ip", "127.0.0.1",
+            [sys.executable, str(MONGOD), "--port", str(self.port), "--bind_ip", bind_ip,
              "--dbpath", str(self.dbpath), "--replSet", "rs0", "--auth", "--keyFile", str(self._keyfile(tmp))],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         self._init()
@@ -84,19 +86,19 @@ class MongodStandin:
                     raise RuntimeError(f"mongod stand-in did not start: {self.log.read_text()[-2000:]}")
                 time.sleep(0.1)
         c = MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true", serverSelectionTimeoutMS=5000)
-        c.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]})
+        c.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"{self.ip}:{self.port}"}]})
         while not c.admin.command("hello").get("isWritablePrimary"):
             time.sleep(0.1)
         c.admin.command("createUser", "root", pwd="rootpw", roles=["root"])
         c.close()
-        self.root = MongoClient(f"mongodb://root:rootpw@127.0.0.1:{self.port}/?replicaSet=rs0&authSource=admin",
+        self.root = MongoClient(f"mongodb://root:rootpw@{self.ip}:{self.port}/?replicaSet=rs0&authSource=admin",
                                 serverSelectionTimeoutMS=5000)
         self.root.rocketchat.command("createUser", "rocketchat", pwd="apppw",
                                      roles=[{"role": "readWrite", "db": "rocketchat"}])
 
     @property
     def url(self) -> str:
-        return f"mongodb://rocketchat:apppw@127.0.0.1:{self.port}/rocketchat?replicaSet=rs0&authSource=rocketchat"
+        return f"mongodb://rocketchat:apppw@{self.ip}:{self.port}/rocketchat?replicaSet=rs0&authSource=rocketchat"
 
     def stop(self) -> None:
         self.root.close()
