@@ -7,7 +7,8 @@ edits the nginx site (the wizard owns it and would put it back).
 
 Before asking the CA, the domain must resolve to the web host's public address;
 when it does not, the run stops and says so (``dns_offer`` tells the screens
-whether the wizard can create the A record through DigitalOcean's domains API).
+whether the wizard can create the A record through DigitalOcean's domains API, which
+``DigitalOceanProvider.ensure_a_record`` does).
 
 ``plan.acme_server`` (pebble in the lab) replaces Let's Encrypt's directory;
 ``plan.acme_ca_bundle`` is the CA that signs that server's own TLS, handed to
@@ -131,22 +132,16 @@ class DnsOffer:
 
 
 def dns_offer(domain: str, address: str, do_domains: list[str]) -> DnsOffer:
-    """The longest DigitalOcean domain that ``domain`` lives in (None: not on DigitalOcean)."""
+    """The longest DigitalOcean domain that ``domain`` lives in (None: not on DigitalOcean).
+
+    When the operator accepts, the record is made by the DigitalOcean provider:
+    ``provider.ensure_a_record(offer.zone, offer.record, offer.address)``.
+    """
     zones = sorted((z for z in do_domains if domain == z or domain.endswith("." + z)), key=len, reverse=True)
     if not zones:
         return DnsOffer(None, domain, address)
     zone = zones[0]
     return DnsOffer(zone, "@" if domain == zone else domain[: -len(zone) - 1], address)
-
-
-def create_a_record(token: str, offer: DnsOffer, ttl: int = 300) -> None:
-    """Create the A record through DigitalOcean's domains API (the operator said yes)."""
-    import digitalocean   # python-digitalocean; honours DIGITALOCEAN_END_POINT
-
-    if offer.zone is None:
-        raise ValueError("the domain is not on DigitalOcean")
-    domain = digitalocean.Domain(token=token, name=offer.zone)
-    domain.create_new_domain_record(type="A", name=offer.record, data=offer.address, ttl=ttl)
 
 
 def dns_problem(domain: str, address: str, found: list[str]) -> str:
