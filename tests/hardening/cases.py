@@ -103,6 +103,11 @@ CASES = [
     Case("unattended-ubuntu-fresh", "harden.unattended", "ubuntu2404-fresh",
          why="Ubuntu's own 20auto-upgrades lacks the autoclean line; the security origin is Ubuntu's"),
     Case("unattended-hardened", "harden.unattended", "debian12-mongo1-hardened"),
+    # ---- baseline for the graders
+    Case("baseline-debian-fresh", "harden.baseline", "debian12-fresh"),
+    Case("baseline-ubuntu-fresh", "harden.baseline", "ubuntu2404-fresh",
+         why="Ubuntu's loose rp_filter (2) becomes strict; sysstat not installed yet: left alone"),
+    Case("baseline-sysstat-off", "harden.baseline", "debian12-fresh", override={"sysstat_enabled": 'ENABLED="false"'}),
     # ---- the sudo user and the login switch
     Case("sudo-user-fresh", "harden.sudo_user", "debian12-fresh"),
     Case("sudo-user-hardened", "harden.sudo_user", "debian12-mongo1-hardened"),
