@@ -8,6 +8,7 @@
 `do_double_options`: override to pass options to the double (e.g. max_per_page).
 `operator_key`: a fresh ed25519 key pair (private key object, OpenSSH public line).
 `make_provider`: factory for DigitalOceanProvider against the double, fast retries.
+`lab_double`: the double in lab mode (root conftest's `lab`): droplets boot as lab hosts.
 `make_specs`: [(name, role)] -> HostSpecs.
 `production_specs`: the 4 HostSpecs of a production plan (3 MongoDB + 1 web).
 """
@@ -88,3 +89,18 @@ def make_specs():
 @pytest.fixture
 def production_specs() -> list[HostSpec]:
     return specs_for([("mongo1", "mongo"), ("mongo2", "mongo"), ("mongo3", "mongo"), ("web1", "web")])
+
+
+@pytest.fixture
+def lab_double(lab, do_token, monkeypatch):
+    from tests.doubles.do_openapi import check_exchanges
+
+    double = DigitalOceanDouble(token=do_token, lab=lab, lab_subnet=lab.subnet).start()
+    monkeypatch.setenv("DIGITALOCEAN_END_POINT", double.end_point)
+    try:
+        yield double
+    finally:
+        double.stop()          # destroys any lab host still standing
+    assert not double.errors, double.errors
+    problems = check_exchanges(double.exchanges)
+    assert not problems, "\n".join(problems[:20])

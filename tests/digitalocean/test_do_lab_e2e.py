@@ -15,8 +15,6 @@ import time
 import asyncssh
 import pytest
 
-from tests.doubles.digitalocean import DigitalOceanDouble
-from tests.doubles.do_openapi import check_exchanges
 from wizard.providers.base import HostSpec
 from wizard.providers.digitalocean import DigitalOceanProvider
 
@@ -38,19 +36,6 @@ def _host_key() -> tuple[str, str]:
     return key.export_private_key("openssh").decode(), key.export_public_key("openssh").decode().strip()
 
 
-@pytest.fixture
-def lab_double(lab, do_token, monkeypatch):
-    double = DigitalOceanDouble(token=do_token, lab=lab, lab_subnet=lab.subnet).start()
-    monkeypatch.setenv("DIGITALOCEAN_END_POINT", double.end_point)
-    try:
-        yield double
-    finally:
-        double.stop()          # destroys any lab host still standing
-    assert not double.errors, double.errors
-    problems = check_exchanges(double.exchanges)
-    assert not problems, "\n".join(problems[:20])
-
-
 async def _connect(ip: str, client_key, pinned_public: str, deadline: float):
     known = asyncssh.import_known_hosts(f"{ip} {pinned_public}\n")
     while True:
@@ -65,12 +50,31 @@ async def _connect(ip: str, client_key, pinned_public: str, deadline: float):
             await asyncio.sleep(0.5)
 
 
-async def _check_host(ip: str, client_key, pinned_public: str) -> tuple[str, str]:
+# A unit that died with status 219/CGROUP is a lab artifact (docs/lab.md, notes/lab.md:
+# cgroup errors inside nspawn when the machine is loaded), not the droplet's state.
+CGROUP_ARTIFACTS = (
+    "for u in $(systemctl --failed --plain --no-legend | cut -d' ' -f1); do "
+    "  if [ \"$(systemctl show -p ExecMainStatus --value $u)\" = 219 ]; then "
+    "    systemctl reset-failed $u; systemctl start $u && echo $u; fi; done"
+)
+
+
+async def _check_host(ip: str, client_key, pinned_public: str) -> tuple[str, str, str]:
     conn = await _connect(ip, client_key, pinned_public, time.monotonic() + 90)
     async with conn:
         hostname = (await conn.run("hostname", check=True)).stdout.strip()
         state = (await conn.run("timeout 120 systemctl is-system-running --wait")).stdout.strip()
-        return hostname, state
+        restarted = ""
+        if state == "degraded":
+            restarted = (await conn.run(CGROUP_ARTIFACTS)).stdout.strip()
+            if restarted:
+                state = (await conn.run("timeout 60 systemctl is-system-running --wait")).stdout.strip()
+        if state != "running":   # say which unit, for whoever reads the CI log
+            failed = await conn.run("systemctl --failed --no-pager --plain --no-legend; "
+                                    "for u in $(systemctl --failed --plain --no-legend | cut -d' ' -f1); do "
+                                    "systemctl show -p ExecMainStatus $u; journalctl -u $u --no-pager -n 15; done")
+            state += "\n" + failed.stdout
+        return hostname, state, restarted
 
 
 async def _refused_with_other_key(ip: str, client_key) -> bool:
@@ -89,7 +93,7 @@ def test_four_droplets_boot_answer_on_pinned_keys_and_are_destroyed(lab, lab_dou
     specs = [HostSpec(name, "web" if name == "web1" else "mongo",
                       "s-2vcpu-4gb" if name == "web1" else "s-1vcpu-2gb", _user_data(*keys[name]))
              for name in keys]
-    provider = DigitalOceanProvider("e2e", token=do_token, region="nyc3", image="debian-12-x64",
+    provider = DigitalOceanProvider("do-e2e", token=do_token, region="nyc3", image="debian-12-x64",
                                     ssh_public_key=operator_key[1], poll_interval=1.0, active_timeout=300)
     resources, notes = [], []
     machines = provider.ensure_hosts(specs, on_resource=lambda *a: resources.append(a), progress=notes.append)
@@ -105,12 +109,14 @@ def test_four_droplets_boot_answer_on_pinned_keys_and_are_destroyed(lab, lab_dou
         return await asyncio.gather(*(_check_host(m.public_ip, operator_key[0], keys[m.name][1]) for m in machines))
 
     results = asyncio.run(check_all())
-    for m, (hostname, state) in zip(machines, results):
-        assert hostname == f"e2e-{m.name}"
+    for m, (hostname, state, restarted) in zip(machines, results):
+        assert hostname == f"do-e2e-{m.name}"
         assert state == "running", f"{m.name}: {state}"
+        if restarted:
+            print(f"lab artifact on {m.name}: restarted {restarted} (status 219/CGROUP)")
     assert asyncio.run(_refused_with_other_key(machines[0].public_ip, operator_key[0]))
 
     gone = provider.destroy(progress=notes.append)
     assert len(gone) == 4 and provider.list_hosts() == []
     lab_double.wait_idle()
-    assert not {f"e2e-{n}" for n in keys} & {h.name for h in lab.hosts()}
+    assert not {f"do-e2e-{n}" for n in keys} & {h.name for h in lab.hosts()}
