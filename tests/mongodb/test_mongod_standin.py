@@ -230,3 +230,30 @@ def test_single_member_set_and_restart_keeps_state(tmp_path):
             client(a).admin.command("createUser", "again", pwd="pw", roles=["root"])
     finally:
         a.stop()
+
+
+def _node_driver():
+    import glob
+    import shutil
+    if not shutil.which("node"):
+        return None
+    found = sorted(glob.glob(os.path.expanduser("~/.cache/rocket-wizard/standins/server-modules/*/node_modules/mongodb")))
+    return found[-1] if found else None
+
+
+def test_node_mongodb_driver_against_replica_set(rs):
+    """The npm `mongodb` driver (as the Rocket.Chat stand-in uses it) discovers the set, authenticates
+    with SCRAM-SHA-256 and does its CRUD through the primary."""
+    drv = _node_driver()
+    if drv is None:
+        pytest.skip("node or the npm mongodb driver (fetched by the Rocket.Chat stand-in build) is missing")
+    p = primary_of(rs)
+    client(p, username="admin", password="adminpw").rocketchat.command(
+        "createUser", "nodeuser", pwd="nodepw", roles=[{"role": "readWrite", "db": "rocketchat"}])
+    seeds = ",".join(i.host for i in rs if i.proc is not None)
+    url = f"mongodb://nodeuser:nodepw@{seeds}/rocketchat?replicaSet=rs0&authSource=rocketchat"
+    script = os.path.join(os.path.dirname(__file__), "node_driver_check.js")
+    r = subprocess.run(["node", script], env={"DRIVER": drv, "URL": url, "PATH": os.environ.get("PATH", "")},
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr
+    assert "dup 11000" in r.stdout

@@ -136,8 +136,16 @@ def cluster(tmp_path_factory):
 def formed(cluster):
     from recipes import hardening, mongodb
     t0 = time.monotonic()
-    res1, ev1 = cluster.run([hardening.PHASE, mongodb.PHASE])
-    say(f"first run (hardening + mongodb): ok={res1.ok} changed={res1.changed} in {time.monotonic() - t0:.1f} s")
+    res0, _ = cluster.run([hardening.PHASE])
+    say(f"hardening: ok={res0.ok} changed={res0.changed} in {time.monotonic() - t0:.1f} s")
+    assert res0.ok, res0.failures
+    t0 = time.monotonic()
+    res1, ev1 = cluster.run([mongodb.PHASE])
+    say(f"first run (mongodb): ok={res1.ok} changed={res1.changed} in {time.monotonic() - t0:.1f} s, "
+        f"round trips {res1.round_trips}")
+    for e in ev1:
+        if type(e).__name__ == "Progress":
+            say(f"  progress {e}")
     assert res1.ok, res1.failures
     t0 = time.monotonic()
     res2, ev2 = cluster.run([mongodb.PHASE])

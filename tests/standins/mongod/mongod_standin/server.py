@@ -504,11 +504,11 @@ class Server:
 
         async def probe(m):
             host, _, port = m["host"].rpartition(":")
-            client = PeerClient(host, int(port), self.key, timeout=5.0)
+            client = PeerClient(host, int(port), self.key, timeout=10.0)
             try:
                 req = {"replSetHeartbeat": node.set_name, "target": m["host"], "checkEmpty": True,
                        "term": Int64(0), "from": "", "fromId": self_id, "configVersion": -2}
-                await client.command("admin", req, timeout=5.0)
+                await client.command("admin", req, timeout=10.0)
             except (PeerError, CommandError) as e:
                 failures.append(f"{m['host']} failed with {e}")
             finally:
@@ -534,7 +534,7 @@ class Server:
             host, _, port = m["host"].rpartition(":")
             if int(port) != self.port:
                 return False
-            c = PeerClient(host, int(port), None, timeout=3.0)
+            c = PeerClient(host, int(port), None, timeout=10.0)
             try:
                 r = await c.command("admin", {"_isSelf": 1})
                 return r.get("id") == self.instance_id
