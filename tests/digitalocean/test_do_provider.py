@@ -307,3 +307,14 @@ def test_for_plan_and_make_provider(do_double, do_token, operator_key, tmp_path,
     body = do_double.requests("POST", r"^/v2/droplets/?$")[0].json()
     assert body["region"] == "ams3" and body["backup_policy"] == {"plan": "weekly", "hour": 4, "weekday": "SUN"}
     assert do_double.ssh_keys[body["ssh_keys"][0]]["public_key"] == operator_key[1]
+
+
+def test_wrong_end_point_is_a_one_line_error(do_token):
+    from tests.doubles.digitalocean import DigitalOceanDouble
+    from wizard.providers.digitalocean import NotFound
+
+    with DigitalOceanDouble(token=do_token) as double:    # not do_double: /v9 is outside the spec on purpose
+        with pytest.raises(NotFound) as e:
+            DigitalOceanClient(do_token, end_point=double.base_url + "/v9/").account()
+        assert "\n" not in str(e.value) and "DIGITALOCEAN_END_POINT" in str(e.value)
+        assert DigitalOceanClient(do_token, end_point=double.end_point).droplet(123) is None

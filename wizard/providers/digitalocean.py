@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import digitalocean
 import requests
-from digitalocean.baseapi import DELETE, GET, POST, PUT
+from digitalocean.baseapi import DELETE, GET, POST, PUT, DataReadError, JSONReadError, NotFoundError
 
 from wizard.providers.base import HostSpec, Machine, ProgressCallback, ProviderError, ResourceCallback
 from wizard.token import Token, redact
@@ -66,6 +66,10 @@ class AuthError(ApiError):
 
 class TransientError(ApiError):
     """5xx, 429 or a timeout that outlived the retry budget, or an ambiguous create."""
+
+
+class NotFound(ApiError):
+    """404: the droplet (or record) is not there (any more)."""
 
 
 # --------------------------------------------------------------------------- transport
@@ -245,7 +249,20 @@ class _Wired:
     _transport: Transport
 
     def _BaseAPI__perform_request(self, url, type=GET, params=None):  # noqa: N802 (library's name)
-        return self._transport.perform(self.end_point, url, type, params)
+        try:
+            return self._transport.perform(self.end_point, url, type, params)
+        except requests.RequestException as exc:   # a malformed endpoint URL and the like
+            raise ApiError(f"DigitalOcean API: {type} {url}: {_one_line(exc)}") from None
+
+    def get_data(self, url, *args, **kwargs):
+        # The library's own exceptions become one-line ProviderErrors.
+        try:
+            return super().get_data(url, *args, **kwargs)
+        except NotFoundError:
+            raise NotFound(f"DigitalOcean API: {url} not found (is DIGITALOCEAN_END_POINT right?)",
+                           status=404) from None
+        except (DataReadError, JSONReadError) as exc:
+            raise ApiError(f"DigitalOcean API: unexpected answer for {url}: {_one_line(exc)}") from None
 
 
 class _Manager(_Wired, digitalocean.Manager):
@@ -350,7 +367,7 @@ class DigitalOceanClient:
     def delete(self, url: str) -> bool:
         try:
             return bool(self._manager.get_data(url, type=DELETE))
-        except digitalocean.NotFoundError:
+        except NotFound:
             return False
 
     # --- account and catalogue (the plan screen uses these)
@@ -406,7 +423,7 @@ class DigitalOceanClient:
         d = self._wire(_Droplet, id=int(droplet_id))
         try:
             d.load()
-        except digitalocean.NotFoundError:
+        except NotFound:
             return None
         return _droplet_dict(d)
 
@@ -420,7 +437,7 @@ class DigitalOceanClient:
         d = self._wire(_Droplet, id=int(droplet_id))
         try:
             d.destroy()
-        except digitalocean.NotFoundError:
+        except NotFound:
             return False
         return True
 
