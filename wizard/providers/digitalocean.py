@@ -702,6 +702,9 @@ class DigitalOceanProvider:
                 d = existing[s.name]
                 on_resource("droplet", str(d["id"]), self._resource_data(s, d))
                 progress(f"{s.name}: droplet {d['name']} exists (#{d['id']}, {d['status']})")
+                if d.get("size_slug") and d["size_slug"] != s.size:
+                    progress(f"{s.name}: it has size {d['size_slug']}, the plan says {s.size}; "
+                             "not resized (resize it in the DigitalOcean console)")
         if missing:
             key_ids = self.ensure_ssh_keys(on_resource)
             vpc_id = self.ensure_vpc(on_resource)
