@@ -150,9 +150,11 @@ def live_prices(plan: Plan) -> tuple[dict[str, float] | None, str]:
     if not os.environ.get("DIGITALOCEAN_ACCESS_TOKEN"):
         return None, "no token set: built-in price table"
     try:
-        from wizard.providers.digitalocean import DigitalOceanClient
+        from wizard.providers.digitalocean import DigitalOceanClient, RetryPolicy
         from wizard.token import find_token
-        client = DigitalOceanClient(find_token())
+        # an estimate must not wait minutes for an API that is down: the table will do
+        client = DigitalOceanClient(find_token(), policy=RetryPolicy(budget=8.0, connect_timeout=5.0,
+                                                                     read_timeout=10.0))
         return client.prices(), "live prices from DigitalOcean"
     except Exception as e:          # never let a price lookup break the estimate
         from wizard.token import redact

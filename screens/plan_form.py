@@ -130,8 +130,8 @@ class PlanScreen(Screen):
         Binding("ctrl+g", "first_error", "Go to error"),
     ]
     DEFAULT_CSS = """
-    PlanScreen #form { padding: 0 1; }
-    PlanScreen #summary { height: 1; dock: bottom; padding: 0 1; background: $panel; }
+    PlanScreen #form { padding: 0 1; height: 1fr; }
+    PlanScreen #summary { height: 1; padding: 0 1; background: $panel; }
     """
 
     def __init__(self) -> None:

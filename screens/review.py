@@ -23,12 +23,12 @@ class ReviewScreen(Screen):
         Binding("c", "cost", "Cost"),
     ]
     DEFAULT_CSS = """
-    ReviewScreen #review { padding: 0 1; }
+    ReviewScreen #review { padding: 0 1; height: 1fr; }
     ReviewScreen #hosts { height: auto; }
     ReviewScreen #installs { height: auto; margin-top: 1; }
     ReviewScreen #total { height: auto; margin-top: 1; }
     ReviewScreen #notes { height: auto; margin-top: 1; color: $warning; }
-    ReviewScreen #confirm { height: 1; dock: bottom; background: $panel; padding: 0 1; }
+    ReviewScreen #confirm { height: 1; background: $panel; padding: 0 1; }
     """
 
     def __init__(self, plan: Plan) -> None:
@@ -45,8 +45,8 @@ class ReviewScreen(Screen):
             yield Static(id="installs")
             yield Static(id="total")
             yield Static(id="notes")
-        yield Static(Text.from_markup("Nothing has been created. Press [b]y[/] to create and configure "
-                                      "these hosts, [b]esc[/] to change the plan."), id="confirm")
+        yield Static(Text.from_markup("Nothing is created yet: [b]y[/] creates and configures these "
+                                      "hosts, [b]esc[/] goes back."), id="confirm")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -72,6 +72,7 @@ class RunScreen(Screen):
         self.interrupted = False
         self.error = ""
         self._loop_thread: int | None = None
+        self._log: LogPane | None = None
 
     # ---- layout ------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -93,6 +94,7 @@ class RunScreen(Screen):
         for host, pid, title in cells:
             self.model.expect(host, pid, title)
         self._loop_thread = threading.get_ident()
+        self._log = self.query_one(LogPane)
         self.set_interval(1.0, self.update_lines)
         self.start_run(self.resume)
 
@@ -134,7 +136,7 @@ class RunScreen(Screen):
 
     def _emit(self, e: ev.Event) -> None:
         if isinstance(e, ev.LogLine):
-            self.query_one(LogPane).add(e.host, e.text)
+            self._log.add(e.host, e.text)      # hot path: no DOM query per line
             return
         if threading.get_ident() != self._loop_thread:
             self.app.call_from_thread(self.post_message, EngineEvent(e))

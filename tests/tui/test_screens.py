@@ -354,3 +354,61 @@ async def test_log_pane_batches_and_caps(app_factory):
         await pilot.pause()
         assert pane.line_count == 1000 and pane.pending == 0
         assert pane.lines[-1].endswith("line 9999")
+
+
+async def test_cost_and_review_use_live_prices_when_a_token_is_set(app_factory, monkeypatch):
+    """Live price_monthly from the API (the DigitalOcean double on 127.0.0.1) replaces the table."""
+    from tests.doubles import digitalocean as double_mod
+    sizes = [(s, m, c, d, t, {"s-1vcpu-2gb": 15.0, "s-2vcpu-4gb": 30.0}.get(s, p))
+             for s, m, c, d, t, p in double_mod.SIZES]
+    monkeypatch.setattr(double_mod, "SIZES", sizes)
+    with double_mod.DigitalOceanDouble(token="tui-token") as api:
+        monkeypatch.setenv("DIGITALOCEAN_ACCESS_TOKEN", "tui-token")
+        monkeypatch.setenv("DIGITALOCEAN_END_POINT", api.end_point)
+        app = app_factory()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("c")
+            screen = app.screen
+            for _ in range(100):
+                if app.live_prices is not None:
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause()
+            assert app.live_prices and app.live_prices["s-1vcpu-2gb"] == 15.0
+            drops = screen.result.breakdown[0]
+            assert "live" in drops.label and drops.monthly == pytest.approx(3 * 15 + 30)
+            assert "live prices" in text_of(screen, "#breakdown")
+            await app.push_screen(ReviewScreen(demo_plan("acme")))
+            await pilot.pause()
+            assert "75.00 +" in text_of(app.screen, "#total") and "live prices" in text_of(app.screen, "#total")
+
+
+async def test_live_price_failure_falls_back_to_the_table(app_factory, monkeypatch):
+    monkeypatch.setenv("DIGITALOCEAN_ACCESS_TOKEN", "bad-token-do-not-print")
+    monkeypatch.setenv("DIGITALOCEAN_END_POINT", "http://127.0.0.1:9/v2/")   # nothing listens
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        for _ in range(600):
+            if app.prices_note:
+                break
+            await pilot.pause(0.05)
+        assert app.live_prices is None and "unavailable" in app.prices_note
+        assert "bad-token-do-not-print" not in app.prices_note
+        assert app.screen.result.breakdown[0].label.endswith("(catalog prices)")
+
+
+async def test_command_palette_offers_the_journey(app_factory, state_dir):
+    make_interrupted(demo_plan("acme"))
+    app = app_factory()
+    async with app.run_test(size=SIZE) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"New deployment", "Cost estimate", "Status of acme", "Resume acme"} <= set(titles)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        for ch in "cost est":
+            await pilot.press(ch if ch != " " else "space")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CostScreen)
