@@ -265,6 +265,10 @@ def test_a_record_is_created_once_and_corrected(make_provider, do_double):
     r3 = c.ensure_a_record("example.test", "chat", "198.18.32.8")
     assert r3["id"] == r1["id"] and do_double.domains["example.test"][0]["data"] == "198.18.32.8"
     assert c.ensure_a_record("not-ours.test", "chat", "198.18.32.8") is None
+    p = make_provider()                                 # the provider's own entry (recipes/tls.py uses it)
+    assert p.domains() == ["example.test"]
+    apex = p.ensure_a_record("example.test", "@", "198.18.32.9")
+    assert apex["name"] == "@" and len(do_double.domains["example.test"]) == 2
 
 
 def test_addresses_by_type():

@@ -578,6 +578,14 @@ class DigitalOceanProvider:
     def images(self) -> list[Image]:
         return self.client.images()
 
+    # --- DNS (the TLS step offers this when the domain is on DigitalOcean)
+    def domains(self) -> list[str]:
+        return self.client.domains()
+
+    def ensure_a_record(self, zone: str, record: str, address: str, ttl: int = 300) -> dict | None:
+        """A record ``record`` ("chat" or "@") in ``zone`` -> ``address``; None if DO does not host the zone."""
+        return self.client.ensure_a_record(zone, record, address, ttl)
+
     # --- prerequisites
     def ensure_ssh_keys(self, on_resource: ResourceCallback | None = None) -> list[int | str]:
         """Account SSH key ids for the droplets; uploads the operator's key if the account lacks it."""
