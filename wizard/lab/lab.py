@@ -396,7 +396,7 @@ class Lab:
             subprocess.Popen([sys.executable, str(SUPERVISOR), str(d)], stdin=subprocess.DEVNULL,
                              stdout=out, stderr=out, start_new_session=True, close_fds=True, cwd="/")
         deadline = time.monotonic() + 10
-        while not (d / "supervisor.pid").exists():
+        while not _supervisor_alive(d):
             if time.monotonic() > deadline:
                 raise LabError(f"supervisor for {name} did not start: {_tail(d / 'supervisor.log')}")
             time.sleep(0.02)

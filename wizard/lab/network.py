@@ -8,6 +8,7 @@ another lab's objects.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -22,6 +23,11 @@ LAB_ROOT = Path(os.environ.get("RW_LAB_ROOT", "/var/lib/rocket-wizard/lab"))
 FORWARD_MARKER = LAB_ROOT / ".ip_forward_set_by_lab"
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 COMMENT = "rocket-wizard-lab:"
+# Every host's systemd (no user namespaces) counts against root's inotify limits, which
+# are machine-wide: at the default 128 instances, about 15 hosts in all labs make
+# systemd fail with "Too many open files" (boot fails or units fail: degraded).
+SYSCTLS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+SYSCTL_MARKER = LAB_ROOT / ".sysctls_raised_by_lab.json"
 
 
 def sh(argv, check=True, input=None) -> subprocess.CompletedProcess:
@@ -119,6 +125,7 @@ class Net:
             FORWARD_MARKER.parent.mkdir(parents=True, exist_ok=True)
             FORWARD_MARKER.write_text("1\n")
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        _raise_sysctls()
         c = ["-m", "comment", "--comment", self.comment]
         rules = [
             ("nat", "POSTROUTING", ["-s", str(self.public), "!", "-o", self.pub_bridge, "-j", "MASQUERADE"]),
@@ -150,6 +157,8 @@ class Net:
         if FORWARD_MARKER.exists() and not _other_lab_rules(self.comment):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("0\n")
             FORWARD_MARKER.unlink(missing_ok=True)
+        if SYSCTL_MARKER.exists() and not _other_lab_rules(self.comment):
+            _restore_sysctls()
 
     def bridges_down(self) -> None:
         for br in (self.pub_bridge, self.prv_bridge):
@@ -236,3 +245,34 @@ def _comment_of(line: str) -> str | None:
 def _other_lab_rules(mine: str) -> bool:
     out = sh(["iptables", "-w", "-t", "nat", "-S"], check=False).stdout
     return any((c := _comment_of(line)) and c.startswith(COMMENT) and c != mine for line in out.splitlines())
+
+
+def _raise_sysctls() -> None:
+    try:
+        saved = json.loads(SYSCTL_MARKER.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    changed = False
+    for key, want in SYSCTLS.items():
+        f = Path("/proc/sys", key)
+        have = int(f.read_text())
+        if have < want:
+            saved.setdefault(key, have)
+            f.write_text(f"{want}\n")
+            changed = True
+    if changed:
+        SYSCTL_MARKER.parent.mkdir(parents=True, exist_ok=True)
+        SYSCTL_MARKER.write_text(json.dumps(saved) + "\n")
+
+
+def _restore_sysctls() -> None:
+    try:
+        saved = json.loads(SYSCTL_MARKER.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    for key, value in saved.items():
+        try:
+            Path("/proc/sys", key).write_text(f"{value}\n")
+        except OSError:
+            pass
+    SYSCTL_MARKER.unlink(missing_ok=True)

@@ -24,10 +24,17 @@ from pathlib import Path
 REBOOT = 133
 
 
+def put(path: Path, text: str) -> None:
+    """Readers poll these files: never let them see one half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def main(machine_dir: str) -> int:
     d = Path(machine_dir)
     cfg = json.loads((d / "nspawn.json").read_text())
-    (d / "supervisor.pid").write_text(f"{os.getpid()}\n")
+    put(d / "supervisor.pid", f"{os.getpid()}\n")
     child: list[subprocess.Popen] = []
 
     def on_term(signum, frame):
@@ -46,12 +53,12 @@ def main(machine_dir: str) -> int:
     try:
         while not (d / "stop").exists():
             boots += 1
-            (d / "boots").write_text(f"{boots}\n")
+            put(d / "boots", f"{boots}\n")
             with open(d / "nspawn.log", "ab", buffering=0) as log:
                 log.write(f"\n--- supervisor: boot {boots} at {time.strftime('%H:%M:%S')}\n".encode())
                 p = subprocess.Popen(cfg["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
                 child[:] = [p]
-                (d / "nspawn.pid").write_text(f"{p.pid}\n")
+                put(d / "nspawn.pid", f"{p.pid}\n")
                 if (d / "stop").exists():  # stop asked while we were starting it
                     p.send_signal(signal.SIGTERM)
                 while True:
@@ -61,7 +68,7 @@ def main(machine_dir: str) -> int:
                     except InterruptedError:
                         continue
                 log.write(f"--- supervisor: nspawn exited {rc}\n".encode())
-            (d / "exit").write_text(f"{rc}\n")
+            put(d / "exit", f"{rc}\n")
             if rc != REBOOT:
                 break
     finally:
