@@ -237,7 +237,9 @@ while [ $i -lt 120 ]; do
   i=$((i+1)); sleep 0.5
 done
 systemctl --no-pager -n 0 status mongod || true
-echo "mongod is not listening: $(grep -E '"s": ?"(E|F)"' {LOG} 2>/dev/null | tail -n1)"
+tail -n 5 {LOG} 2>/dev/null || true
+why=$(grep -E '"s": ?"(E|F)"|security file|Failed to set up listener|DBException' {LOG} 2>/dev/null | tail -n1)
+echo "mongod is not listening on 127.0.0.1:{mongo.PORT}: ${{why:-see {LOG} and journalctl -u mongod}}"
 exit 1"""
         return Change(", ".join(why) + " mongod", [Cmd(script)])
 

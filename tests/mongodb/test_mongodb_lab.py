@@ -67,13 +67,26 @@ class Cluster:
         return self.lab.exec(name, ["sh", "-c", script], timeout=timeout)
 
     def members(self):
+        ok, last = self.poll_members(lambda ms: True, 0)
+        return last
+
+    def poll_members(self, pred, timeout, every=2.0):
+        """member_status until pred(members) holds, over ONE SSH connection per host: the
+        hardening's `ufw limit 22/tcp` rejects a 7th new connection within 30 s."""
         from wizard import mongo
         from wizard.engine import Runner
 
         async def go():
             r = Runner(self.plan, self.store, [])
             try:
-                return await mongo.member_status(self.plan, r.inventory, self.store.secrets, r.connection)
+                t0 = time.monotonic()
+                while True:
+                    last = await mongo.member_status(self.plan, r.inventory, self.store.secrets, r.connection)
+                    if pred(last):
+                        return True, last
+                    if time.monotonic() - t0 > timeout:
+                        return False, last
+                    await asyncio.sleep(every)
             finally:
                 await r.pool.close()
         return asyncio.run(go())
@@ -108,8 +121,19 @@ def cluster(tmp_path_factory):
     url = lab.start_mirror(tmp / "mirror")
     names = PLANNED + [OUTSIDER]
     keys = {n: hostkeys.generate() for n in names}
-    booted = lab.boot_hosts(names, user_data_for=lambda n: cloudinit.user_data(*keys[n]),
-                            meta_data_for=lambda n: {"local-hostname": n, "public-keys": [pub]})
+    from wizard.lab.errors import LabError
+    for attempt in (1, 2):
+        try:
+            booted = lab.boot_hosts(names, user_data_for=lambda n: cloudinit.user_data(*keys[n]),
+                                    meta_data_for=lambda n: {"local-hostname": n, "public-keys": [pub]})
+            break
+        except LabError as e:
+            # seen under load on 2 cores: "stopped while booting (nspawn exit None)"; boot once more
+            say(f"boot attempt {attempt} failed: {str(e).splitlines()[0]}")
+            if attempt == 2:
+                raise
+            for h in lab.hosts():
+                lab.destroy_host(h.name)
     for n in names:
         lab.wait_cloud_init(n)
     say(f"lab {PREFIX}: {len(names)} hosts booted in {time.monotonic() - t0:.1f} s; mirror {url}")
@@ -219,22 +243,34 @@ def test_failover_visible_on_status_board(formed):
     c.sh(old, "systemctl stop mongod")
     t0 = time.monotonic()
     try:
-        seen = None
-        while time.monotonic() - t0 < 60:
-            seen = {m.name: (m.state, m.health) for m in c.members()}
-            new = [n for n, (s, h) in seen.items() if s == "PRIMARY" and n != old]
-            if new and seen[old][1] == 0:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail(f"no new primary after stopping {old}: {seen}")
-        say(f"stopped mongod on {old}: {new[0]} PRIMARY after {time.monotonic() - t0:.1f} s; board: {seen}")
+        def new_primary(ms):
+            d = {m.name: m for m in ms}
+            return d[old].health == 0 and any(m.state == "PRIMARY" and m.name != old for m in ms)
+        ok, seen = c.poll_members(new_primary, 60, every=1.0)
+        board = {m.name: (m.state, m.health, m.lag_s) for m in seen}
+        assert ok, f"no new primary after stopping {old}: {board}"
+        new = next(m.name for m in seen if m.state == "PRIMARY")
+        say(f"stopped mongod on {old}: {new} PRIMARY after {time.monotonic() - t0:.1f} s; board: {board}")
     finally:
         c.sh(old, "systemctl start mongod")
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 60:
-        states = {m.name: m.state for m in c.members()}
-        if states.get(old) == "SECONDARY":
-            break
-        time.sleep(1)
-    assert states.get(old) == "SECONDARY", states
+    ok, seen = c.poll_members(lambda ms: {m.name: m.state for m in ms}.get(old) == "SECONDARY", 60)
+    assert ok, [(m.name, m.state) for m in seen]
+
+
+def test_loose_keyfile_refused_then_put_back(formed):
+    """A keyfile someone made group-readable: mongod refuses to start with MongoDB's message,
+    and the next apply restores 0400 and starts mongod again."""
+    from recipes import mongodb
+    c = formed[0]
+    p = c.sh("mongo3", "chmod 0440 /etc/mongodb/keyfile && systemctl restart mongod; sleep 3; "
+                       "systemctl is-active mongod; grep -c 'permissions on /etc/mongodb/keyfile are too open' "
+                       "/var/log/mongodb/mongod.log")
+    lines = p.stdout.split()
+    assert lines[0] in ("failed", "inactive", "activating"), p.stdout
+    assert int(lines[-1]) >= 1, p.stdout
+    res, _ = c.run([mongodb.PHASE])
+    assert res.ok, res.failures
+    fixed = {s for h, s, _ in res.changes if h == "mongo3"}
+    assert {"mongo.keyfile", "mongo.service"} <= fixed, res.changes
+    ok, seen = c.poll_members(lambda ms: sorted(m.state for m in ms) == ["PRIMARY", "SECONDARY", "SECONDARY"], 60)
+    assert ok, [(m.name, m.state) for m in seen]
