@@ -322,3 +322,15 @@ def test_wrong_end_point_is_a_one_line_error(do_token):
             DigitalOceanClient(do_token, end_point=double.base_url + "/v9/").account()
         assert "\n" not in str(e.value) and "DIGITALOCEAN_END_POINT" in str(e.value)
         assert DigitalOceanClient(do_token, end_point=double.end_point).droplet(123) is None
+
+
+def test_a_droplet_switched_off_is_powered_on(make_provider, do_double, production_specs):
+    p = make_provider()
+    machines = p.ensure_hosts(production_specs, on_resource=_quiet, progress=_quiet)
+    do_double.power_off(int(machines[1].id))
+    assert do_double.droplets[int(machines[1].id)]["status"] == "off"
+    notes = []
+    again = make_provider().ensure_hosts(production_specs, on_resource=_quiet, progress=notes.append)
+    assert [m.status for m in again] == ["active"] * 4 and do_double.create_calls() == 4
+    assert "mongo2: droplet is off; powering it on" in notes
+    assert [e.json() for e in do_double.requests("POST", r"/v2/droplets/\d+/actions")] == [{"type": "power_on"}]

@@ -314,6 +314,7 @@ class DigitalOceanDouble:
             (r"/v2/droplets/(\d+)", "GET", self._get_droplet),
             (r"/v2/droplets/(\d+)", "DELETE", self._delete_droplet),
             (r"/v2/droplets/(\d+)/actions", "GET", self._droplet_actions),
+            (r"/v2/droplets/(\d+)/actions", "POST", self._droplet_action),
             (r"/v2/actions/(\d+)", "GET", self._get_action),
             (r"/v2/domains", "GET", self._list_domains),
             (r"/v2/domains/([^/]+)/records", "GET", self._list_records),
@@ -492,6 +493,49 @@ class DigitalOceanDouble:
         if d is None:
             raise ApiFailure(404, "not_found", "The resource you were accessing could not be found.")
         return self._page(q, "actions", [self.actions[a] for a in d.get("_actions", [])])
+
+    def _droplet_action(self, q, body, did):
+        d = self.droplets.get(int(did))
+        if d is None:
+            raise ApiFailure(404, "not_found", "The resource you were accessing could not be found.")
+        kind = (body or {}).get("type")
+        if kind not in ("power_on", "power_off", "shutdown", "reboot"):
+            raise ApiFailure(422, "unprocessable_entity", f"action {kind!r} is not supported by the double")
+        if d["status"] == "new":
+            raise ApiFailure(422, "unprocessable_entity", "Droplet already has a pending event.")
+        action = self._action(d, kind)
+        self._spawn(self._power, d["id"], kind, action["id"])
+        return 201, {"action": action}, {}
+
+    def power_off(self, droplet_id: int) -> None:
+        """Test helper: the operator switched a droplet off in the console."""
+        with self.lock:
+            d = self.droplets[droplet_id]
+            action = self._action(d, "power_off")
+        self._power(droplet_id, "power_off", action["id"])
+
+    def _power(self, did: int, kind: str, action_id: int) -> None:
+        with self.lock:
+            d = self.droplets.get(did)
+            host = self.lab_hosts.get(did)
+        if d is None:
+            return
+        try:
+            if self.lab is not None and host is not None:
+                if kind in ("power_off", "shutdown", "reboot"):
+                    self.lab.stop_host(host.name)
+                if kind in ("power_on", "reboot"):
+                    self.lab.start_host(host.name)
+            else:
+                time.sleep(self.active_delay if kind in ("power_on", "reboot") else 0.05)
+        except Exception as exc:
+            with self.lock:
+                self.errors.append(f"{d['name']}: lab {kind} failed: {exc}")
+                self.actions[action_id]["status"] = "errored"
+            return
+        with self.lock:
+            d["status"] = "off" if kind in ("power_off", "shutdown") else "active"
+            self.actions[action_id]["status"], self.actions[action_id]["completed_at"] = "completed", _now()
 
     def _get_action(self, q, b, aid):
         a = self.actions.get(int(aid))

@@ -441,6 +441,9 @@ class DigitalOceanClient:
             return False
         return True
 
+    def power_on(self, droplet_id: int | str) -> dict:
+        return self._wire(_Droplet, id=int(droplet_id)).power_on()["action"]
+
     def action(self, action_id: int) -> dict:
         a = self._wire(_Action, id=int(action_id))
         a.load_directly()
@@ -735,6 +738,7 @@ class DigitalOceanProvider:
         started = self._clock()
         last_status: dict[str, str] = {}
         last_note = started
+        powered_on: set[str] = set()
         while True:
             current = {name: d for name, d in self._tagged().items() if name in wanted}
             for name in wanted:
@@ -758,6 +762,11 @@ class DigitalOceanProvider:
                     last_status[name] = status
                 if not ready:
                     pending.append(name)
+                if d["status"] == "off" and name not in powered_on:
+                    # Switched off (by hand, or a resize): the plan wants it running.
+                    progress(f"{name}: droplet is off; powering it on")
+                    self.client.power_on(d["id"])
+                    powered_on.add(name)
             if not pending:
                 return current
             elapsed = self._clock() - started
