@@ -49,6 +49,8 @@ class Member:
         self.cfg = cfg
         host, _, port = cfg["host"].rpartition(":")
         self.client = PeerClient(host, int(port or 27017), key, timeout=HEARTBEAT_TIMEOUT / 2)
+        # oplog pulls long-poll: their own connection, so heartbeats and votes never wait behind them
+        self.sync_client = PeerClient(host, int(port or 27017), key, timeout=HEARTBEAT_TIMEOUT / 2)
         self.health = None
         self.state = UNKNOWN
         self.term = -1
@@ -143,6 +145,7 @@ class ReplNode:
             t.cancel()
         for m in self.members.values():
             m.client.close()
+            m.sync_client.close()
 
     # --- helpers -------------------------------------------------------------------------
     def _new_deadline(self):
@@ -438,13 +441,13 @@ class ReplNode:
             m = self.members[self.primary_id]
             self.sync_source = self.primary_id
             try:
-                r = await m.client.command("admin", {"_rsPull": 1, "after": optime_doc(self.store.last),
+                r = await m.sync_client.command("admin", {"_rsPull": 1, "after": optime_doc(self.store.last),
                                                      "memberId": self.self_id, "wait": 1.0}, timeout=5.0)
                 if r.get("resync"):
                     self.log("I", "REPL", 21173, "Starting initial sync (full copy from the primary)",
                              {"syncSource": m.cfg["host"]})
                     self.state = STARTUP2
-                    snap = await m.client.command("admin", {"_rsSnapshot": 1}, timeout=60.0)
+                    snap = await m.sync_client.command("admin", {"_rsSnapshot": 1}, timeout=60.0)
                     self.store.load_dump(snap["collections"], {"ts": snap["last"]["ts"], "t": int(snap["last"]["t"])})
                     self.state = SECONDARY
                     self.log("I", "REPL", 21192, "Initial sync done", {})
