@@ -26,13 +26,14 @@ from wizard.deploy import Deployment
 from wizard.providers.lab import LabProvider
 from wizard.state import StateStore
 
+from tests._figures import figure
+
 from .conftest import MongodStandin
 from .helpers import make_plan
 from .wsclient import WebSocket
 
 pytestmark = pytest.mark.lab
 DOMAIN = "chat.lab.test"
-FIGURES = Path(os.environ.get("RW_FIGURES", "/var/tmp/rocket-wizard/figures"))
 
 
 def ensure_mirror(lab, tree: Path) -> str:
@@ -104,13 +105,14 @@ def site(lab, rc_tree, tmp_path_factory):
     try:
         events = []
         first = asyncio.run(dep.apply(lambda e: events.append(e), phases=[]))
-        assert first.ok, [e for e in events if getattr(e, "status", "") == "failed"] or events[-5:]
+        assert first.ok, "\n".join(f"{e.host}: {e.reason}" for e in events
+                                    if getattr(e, "status", "") == "failed") or events[-5:]
         web = store.state.hosts["web1"]
         peb.add_a(DOMAIN, web.public_ip)
         t0 = time.monotonic()
         result = asyncio.run(dep.apply())
         elapsed = time.monotonic() - t0
-        yield {"dep": dep, "plan": plan, "store": store, "web": web, "lab": lab, "pebble": peb,
+        yield {"label": "rocketchat+web phases (1 web host, mongod stand-in)", "dep": dep, "plan": plan, "store": store, "web": web, "lab": lab, "pebble": peb,
                "mongo": mongo, "result": result, "elapsed": elapsed, "work": work,
                "lab_name": f"{plan.name}-web1"}
     finally:
@@ -136,8 +138,8 @@ def test_first_run_succeeds(site):
     if not r.ok:
         log = sh(site, "tail -40 /var/log/letsencrypt/letsencrypt.log; journalctl -u 'rocketchat@*' -n 20 --no-pager")
         pytest.fail(f"{r.failures}\n{log.stdout}")
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    (FIGURES / "rocketchat_web_first_run.txt").write_text(f"{site['elapsed']:.1f}\n")
+    figure(f"{site['label']}: first run (after provisioning)",
+           f"{site['elapsed']:.1f} s, {sum(r.round_trips.values())} round trips")
     changed = {s for _, s, _ in r.changes}
     assert {"rocketchat.node", "rocketchat.deno", "rocketchat.bundle", "rocketchat.instances",
             "tls.certbot", "web.site"} <= changed
@@ -215,7 +217,10 @@ def test_admin_exists_and_signup_is_not_admin(site):
                            {"username": "eve", "email": "eve@lab.test", "pass": "eve-pass-1", "name": "Eve",
                             "roles": ["admin"]})
     assert status == 200 and reg["user"]["roles"] == ["user"]
-    assert site["mongo"].root.rocketchat.users.count_documents({"roles": "admin"}) == 1
+    status, _, login = https(ip, "/api/v1/login", ctx, "POST", {"user": "eve", "password": "eve-pass-1"})
+    assert status == 200 and login["data"]["me"]["roles"] == ["user"]
+    if site.get("mongo"):
+        assert site["mongo"].root.rocketchat.users.count_documents({"roles": "admin"}) == 1
 
 
 def test_renewal_is_the_timer_with_a_reload_hook(site):
@@ -243,7 +248,7 @@ def test_testssl_no_high_or_critical_and_no_old_tls(site):
                         "-p", "-s", "-f", "-P", "-S", "-h", "-U",
                         "--ip", site["web"].public_ip, "--jsonfile", str(out), f"https://{DOMAIN}/"],
                        capture_output=True, text=True, timeout=900)
-    (FIGURES / "testssl_seconds.txt").write_text(f"{time.monotonic() - t0:.1f}\n")
+    figure(f"{site['label']}: testssl.sh run", f"{time.monotonic() - t0:.1f} s")
     findings = json.loads(out.read_text())
     if isinstance(findings, dict):
         findings = findings.get("scanResult", [findings])
@@ -262,8 +267,8 @@ def test_rerun_changes_nothing_and_keeps_nginx(site):
     pid = sh(site, "systemctl show -p MainPID --value nginx").stdout.strip()
     t0 = time.monotonic()
     again = asyncio.run(site["dep"].apply())
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    (FIGURES / "rocketchat_web_rerun.txt").write_text(f"{time.monotonic() - t0:.2f}\n")
+    figure(f"{site['label']}: rerun with nothing to do",
+           f"{time.monotonic() - t0:.2f} s, {sum(again.round_trips.values())} round trips")
     assert again.ok, again.failures
     assert again.changed == 0, again.changes
     assert sh(site, "systemctl show -p MainPID --value nginx").stdout.strip() == pid
@@ -288,3 +293,30 @@ def test_a_broken_site_is_rolled_back_and_not_loaded(site):
     assert res.ok and ("web1", "web.site") in {(h, s) for h, s, _ in res.changes}
     assert "bogus_directive" not in sh(site, "cat /etc/nginx/sites-available/rocketchat").stdout
     assert sh(site, "nginx -t -q && echo ok").stdout.strip() == "ok"
+
+
+def test_upgrade_rolls_through_and_rolls_back(site):
+    """A new release: installed beside the old one, `current` moves, `previous` keeps the
+    old one; instances restart one at a time; planning the old release again rolls back
+    without a download."""
+    import asyncio
+
+    ctx = tls_context(site["pebble"].issuing_roots())
+    ip = site["web"].public_ip
+    plan = site["plan"]
+    plan.rocketchat_version = "8.2.1"
+    try:
+        res = asyncio.run(site["dep"].apply())
+        assert res.ok, res.failures
+        changed = {s for _, s, _ in res.changes}
+        assert {"rocketchat.bundle", "rocketchat.current", "rocketchat.instances"} <= changed
+        assert sh(site, "readlink /opt/Rocket.Chat/current; readlink /opt/Rocket.Chat/previous").stdout.split() \
+            == ["8.2.1", "8.2.0"]
+        assert https(ip, "/api/info", ctx)[2] == {"version": "8.2.1", "success": True}
+    finally:
+        plan.rocketchat_version = "8.2.0"
+    res = asyncio.run(site["dep"].apply())
+    assert res.ok, res.failures
+    changed = {s for _, s, _ in res.changes}
+    assert "rocketchat.bundle" not in changed and "rocketchat.current" in changed
+    assert https(ip, "/api/info", ctx)[2] == {"version": "8.2.0", "success": True}
