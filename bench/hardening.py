@@ -23,8 +23,43 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "hardening"))
 
 from labcluster import PLANNED, boot_cluster, lab_available  # noqa: E402
+from wizard.engine import Runner  # noqa: E402
+
+# Time spent gathering facts, per host: the engine re-gathers every remaining step's
+# facts after each change, so on a first run this shows what that costs (measured
+# by wrapping Runner.gather; the behaviour is unchanged).
+GATHER: dict[str, list[float]] = {}
+_gather = Runner.gather
+
+
+async def _timed_gather(self, ctx, steps):
+    t = time.monotonic()
+    try:
+        await _gather(self, ctx, steps)
+    finally:
+        GATHER.setdefault(ctx.host.name, []).append(time.monotonic() - t)
+
+
+Runner.gather = _timed_gather
+
+
+def _gathers() -> str:
+    out = ", ".join(f"{h} {len(v)}x {sum(v):.1f} s" for h, v in sorted(GATHER.items()))
+    GATHER.clear()
+    return out
 
 PEERS = "peers on this lab (lab.md): Ansible 104-135 s / 32 s, pyinfra 74-91 s / 6.4 s, plain asyncssh script 31 s first run"
+
+
+def _slowest(events, n: int = 6) -> str:
+    from wizard.events import StepFinished
+
+    worst: dict[str, float] = {}
+    for e in events:
+        if isinstance(e, StepFinished):
+            worst[e.step] = max(worst.get(e.step, 0.0), e.elapsed)
+    top = sorted(worst.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{k.removeprefix('harden.')} {v:.1f} s" for k, v in top)
 
 
 def main() -> int:
@@ -41,9 +76,11 @@ def main() -> int:
         c = boot_cluster(Path(d), names=PLANNED)
         print(f"boot: 4 hosts in {time.monotonic() - t0:.1f} s")
         try:
-            first, _ = c.run_phase()
+            first, events = c.run_phase()
             print(f"first run:  {first.elapsed:6.1f} s  round trips {sum(first.round_trips.values()):3d} "
                   f"{dict(sorted(first.round_trips.items()))}  changes {first.changed}  ok {first.ok}")
+            print(f"  fact gathering: {_gathers()}")
+            print(f"  slowest steps (max over hosts): {_slowest(events)}")
             if not first.ok:
                 print(f"failures: {first.failures}")
                 return 1
@@ -53,6 +90,7 @@ def main() -> int:
                 times.append(r.elapsed)
                 print(f"rerun {i + 1}:    {r.elapsed:6.2f} s  round trips {sum(r.round_trips.values()):3d} "
                       f"{dict(sorted(r.round_trips.items()))}  changes {r.changed}  ok {r.ok}")
+                print(f"  fact gathering: {_gathers()}")
             print(f"summary: first run {first.elapsed:.1f} s; no-op rerun median {statistics.median(times):.2f} s "
                   f"(min {min(times):.2f}), {sum(r.round_trips.values()) / len(r.round_trips):.0f} round trip(s) per host")
             print(PEERS)

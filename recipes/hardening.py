@@ -153,13 +153,16 @@ class Packages(Step):
             # No translations: a server needs none, and they are a third of what update fetches and parses.
             ops.append(Cmd(f"{APT} -o Acquire::Languages=none update\nmkdir -p {shlex.quote(str(Path(UPDATE_STAMP).parent))} && touch {UPDATE_STAMP}"))
             why.append("refresh package lists" + (f" ({age // 3600} h old)" if age >= 0 else ""))
+        # No recommends: a minimal host stays minimal (fail2ban would pull in a mail stack).
         if stale or upgradable:
-            # After a refresh we cannot know the count without asking; upgrading with nothing to do is cheap.
-            ops.append(Cmd(f"{APT} upgrade --with-new-pkgs"))
+            # After a refresh we cannot know the count without asking; upgrading with nothing
+            # to do is cheap. `upgrade PKGS` upgrades everything AND installs PKGS in one
+            # dpkg run: triggers (systemd, man-db, libc) run once instead of twice.
+            ops.append(Cmd(f"{APT} upgrade --with-new-pkgs --no-install-recommends {' '.join(missing)}".rstrip()))
             why.append(f"upgrade {upgradable} packages" if upgradable and not stale else "upgrade")
-        if missing:
-            # No recommends: a minimal host stays minimal (fail2ban would pull in a mail stack).
+        elif missing:
             ops.append(Cmd(f"{APT} install --no-install-recommends {' '.join(missing)}"))
+        if missing:
             why.append("install " + " ".join(missing))
         if stale or upgradable:
             ops.append(Cmd(f"mkdir -p {str(Path(NOTHING_TO_UPGRADE).parent)} && touch {NOTHING_TO_UPGRADE}"))

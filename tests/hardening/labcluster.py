@@ -91,7 +91,10 @@ def boot_cluster(tmp: Path, prefix: str = LAB_PREFIX, subnet: str = LAB_SUBNET,
                  names: list[str] | None = None, log=print) -> LabCluster:
     """Boot the planned hosts and the outsider as fresh droplets would be: root login by the
     operator's key, the wizard's pinned host key, and nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from wizard import cloudinit, hostkeys
+    from wizard.lab.errors import LabError
     from wizard.lab.lab import Lab
     from wizard.state import StateStore
 
@@ -105,14 +108,24 @@ def boot_cluster(tmp: Path, prefix: str = LAB_PREFIX, subnet: str = LAB_SUBNET,
     for h in lab.hosts():          # a previous run's hosts: start from fresh droplets
         lab.destroy_host(h.name)
     keys = {n: hostkeys.generate() for n in names}
-    booted = lab.boot_hosts(
-        names,
-        user_data_for=lambda n: cloudinit.user_data(*keys[n]),
-        meta_data_for=lambda n: {"local-hostname": n, "public-keys": [pub]},
-    )
+
+    def boot(n: str):
+        # One retry: on a machine shared by several labs a boot can fail for reasons
+        # of the machine (e.g. inotify instances running out); a fresh host then boots.
+        for attempt in (1, 2):
+            try:
+                return lab.boot_host(n, cloudinit.user_data(*keys[n]), {"local-hostname": n, "public-keys": [pub]})
+            except LabError as e:
+                if attempt == 2:
+                    raise
+                log(f"lab {prefix}: {n} did not boot, trying a fresh one: {str(e).splitlines()[0]}")
+                lab.destroy_host(n)
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        booted = list(pool.map(boot, names))
     for n in names:
         lab.wait_cloud_init(n)
-    log(f"lab {prefix}: {len(names)} hosts booted in {time.monotonic() - t0:.1f} s")
+    log(f"lab {prefix}: {len(names)} hosts booted in {time.monotonic() - t0:.1f} s", flush=True)
     plan = Plan.model_validate(dict(name="rh-hardening", provider="lab", domain="chat.lab.test",
                                     admin_email="ops@lab.test", ssh_key=str(key), image="debian-12-x64",
                                     mongodb_version="8.0"))
@@ -128,14 +141,14 @@ def boot_cluster(tmp: Path, prefix: str = LAB_PREFIX, subnet: str = LAB_SUBNET,
     return LabCluster(lab, plan, store, hosts, tmp)
 
 
-def ssh_argv(cluster: LabCluster, name: str, user: str, *cmd: str) -> list[str]:
+def ssh_argv(cluster: LabCluster, name: str, user: str, *cmd: str, options: tuple[str, ...] = ()) -> list[str]:
     """The OpenSSH client, pinned to the host's key, for tests that must look like an operator."""
     rec = cluster.store.state.hosts[name]
     kh = cluster.tmp / f"known_hosts_{name}"
     kh.write_text(f"{rec.public_ip} {rec.host_key}\n")
     return ["ssh", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={kh}", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes",
-            "-i", str(cluster.plan.ssh_key), f"{user}@{rec.public_ip}", *cmd]
+            "-i", str(cluster.plan.ssh_key), *options, f"{user}@{rec.public_ip}", *cmd]
 
 
 def run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -79,8 +79,8 @@ def test_root_and_passwords_are_refused(hardened):
     c = hardened[0]
     root = run(ssh_argv(c, "mongo3", "root", "true"))
     assert root.returncode == 255 and "Permission denied" in root.stderr, root.stderr
-    pw = run(ssh_argv(c, "mongo3", c.plan.sudo_user, "-o", "PubkeyAuthentication=no",
-                      "-o", "PreferredAuthentications=password,keyboard-interactive", "true"))
+    pw = run(ssh_argv(c, "mongo3", c.plan.sudo_user, "true", options=(
+        "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive")))
     # The server offers public keys only.
     assert pw.returncode == 255 and "Permission denied (publickey)" in pw.stderr, pw.stderr
     ok = run(ssh_argv(c, "mongo3", c.plan.sudo_user, "sudo", "-n", "true"))
@@ -118,10 +118,9 @@ def test_lynis_hardening_index(hardened):
     index = int(m.group(1))
     sugg = c.exec("web1", "grep -c '^suggestion' /var/log/lynis-report.dat").stdout.strip()
     report(f"lynis hardening index (web1, in a container): {index} (target 75), {sugg} suggestions")
-    # The lab host is a container: lynis cannot count the kernel-wide settings
-    # (sysctls, swap, THP, modules) the steps skip here, so the figure is printed,
-    # and asserted only against the floor measured on this lab.
-    assert index >= 67
+    # A container: lynis cannot credit kernel-wide settings (kernel sysctls, swap, THP)
+    # that the steps skip here; a VM would score higher, not lower.
+    assert index >= 75
 
 
 def test_a_hand_made_change_is_put_back(hardened):
@@ -140,11 +139,35 @@ def test_a_hand_made_change_is_put_back(hardened):
     report(f"hand-made changes on mongo1 put back: {', '.join(s for _, s in changed)}; next run: 0 changes")
 
 
+def _boots(c, name: str) -> int:
+    return next(h["boots"] or 0 for h in c.lab.status()["hosts"] if h["name"] == name)
+
+
+def reboot(c, name: str, timeout: float = 180) -> None:
+    """`systemctl reboot` inside the host, then wait for its systemd, not for port 22.
+
+    Lab.reboot_host() waits by polling port 22 ten times a second; ufw's `limit` on SSH
+    (6 new connections per 30 s per address) rejects that poll from the 7th try on and
+    keeps rejecting while it goes on, so the wait never ends on a hardened host.
+    """
+    before = _boots(c, name)
+    c.lab.exec(name, ["systemctl", "reboot"], timeout=30)
+    deadline = time.monotonic() + timeout
+    while _boots(c, name) <= before or not c.lab.host(name).running:
+        assert time.monotonic() < deadline, f"{name} did not come back from the reboot"
+        time.sleep(0.5)
+    while True:
+        state = c.exec(name, "systemctl is-system-running --wait 2>/dev/null", timeout=120).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        assert time.monotonic() < deadline, f"{name}: systemd says {state!r} after the reboot"
+        time.sleep(0.5)
+
+
 def test_a_reboot_keeps_everything(hardened):
     c = hardened[0]
     t0 = time.monotonic()
-    c.lab.reboot_host("mongo2")
-    c.exec("mongo2", "systemctl is-system-running --wait >/dev/null 2>&1 || true", timeout=120)
+    reboot(c, "mongo2")
     nologin = c.exec("mongo2", "systemctl is-failed systemd-user-sessions.service").stdout.strip()
     if nologin == "failed":
         # A lab artifact (lab.md: units failing with a cgroup error inside nspawn), not the
