@@ -295,6 +295,13 @@ async def settle(pilot) -> None:
     await pilot.pause(0.05)
     for w in pilot.app.screen.query(Input):
         w.cursor_blink = False
+    if isinstance(pilot.app.screen, RunScreen):
+        # the failure panel changes the log's height: settle its scroll before the picture
+        from .widgets.log_pane import LogPane
+        pane = pilot.app.screen.query_one(LogPane)
+        pane.flush()
+        await pilot.pause()
+        pane.scroll_end(animate=False, immediate=True)
     await pilot.pause()
 
 

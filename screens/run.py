@@ -138,10 +138,8 @@ class RunScreen(Screen):
         if isinstance(e, ev.LogLine):
             self._log.add(e.host, e.text)      # hot path: no DOM query per line
             return
-        if threading.get_ident() != self._loop_thread:
-            self.app.call_from_thread(self.post_message, EngineEvent(e))
-        else:
-            self.post_message(EngineEvent(e))
+        self._log_event(e)                     # here, not in the handler: keeps the log in order
+        self.post_message(EngineEvent(e))      # thread-safe: the provider reports from a thread
 
     async def stop_run(self) -> None:
         """Cancel the run and wait until the engine has written the state."""
@@ -155,10 +153,8 @@ class RunScreen(Screen):
             pass
 
     # ---- events ------------------------------------------------------------
-    def on_engine_event(self, msg: EngineEvent) -> None:
-        e = msg.event
-        self.model.apply(e)
-        log = self.query_one(LogPane)
+    def _log_event(self, e: ev.Event) -> None:
+        log = self._log
         if isinstance(e, ev.StepFinished) and e.status == "failed":
             log.add(e.host, f"FAILED {e.step}: {e.reason}")
             if e.command:
@@ -174,6 +170,10 @@ class RunScreen(Screen):
         elif isinstance(e, ev.RunFinished):
             state = "interrupted" if e.interrupted else ("done" if e.ok else "failed")
             log.add("", f"{state}: {e.changed} changed, {e.failed} failed in {e.elapsed:.1f}s")
+
+    def on_engine_event(self, msg: EngineEvent) -> None:
+        e = msg.event
+        self.model.apply(e)
         self.query_one(StatusBoard).refresh(layout=isinstance(e, (ev.RunStarted, ev.PhaseStarted)))
         self.update_lines()
 

@@ -104,6 +104,7 @@ class StatusScreen(Screen):
         self.refresh_seconds = refresh_seconds
         self.status = None
         self.refreshes = 0
+        self._fetching = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -120,16 +121,24 @@ class StatusScreen(Screen):
         self.set_interval(self.refresh_seconds, self.action_refresh)
 
     def action_refresh(self) -> None:
-        self.query_one("#st-state", Static).update("refreshing…")
+        # A slow round (hosts timing out) is let finish, not cancelled by the next tick:
+        # otherwise a status slower than the interval would never show.
+        if self._fetching:
+            return
+        self._fetching = True
+        if self.status is None:
+            self.query_one("#st-state", Static).update("asking the hosts…")
         self.fetch()
 
-    @work(exclusive=True, group="status", exit_on_error=False)
+    @work(group="status", exit_on_error=False)
     async def fetch(self) -> None:
         try:
             st = await self.deployment.status()
         except Exception as e:        # a dead host or a missing recipe must not kill the screen
             self.post_message(StatusUpdated(None, f"{type(e).__name__}: {e}".splitlines()[0]))
             return
+        finally:
+            self._fetching = False
         self.post_message(StatusUpdated(st))
 
     def on_status_updated(self, msg: StatusUpdated) -> None:

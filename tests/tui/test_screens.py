@@ -314,11 +314,11 @@ async def test_welcome_lists_deployments_and_opens_status(app_factory, state_dir
 async def test_status_refreshes_in_the_background(app_factory, state_dir):
     app = app_factory()
     async with app.run_test(size=SIZE) as pilot:
-        d = DemoDeployment(demo_plan("acme"), status_delay=0.3)
-        await app.push_screen(StatusScreen(d, refresh_seconds=0.4))
+        d = DemoDeployment(demo_plan("acme"), status_delay=1.0)
+        await app.push_screen(StatusScreen(d, refresh_seconds=0.5))
         await pilot.pause()
-        assert "refreshing" in text_of(app.screen, "#st-state")   # the UI is up while hosts are asked
-        for _ in range(100):
+        assert "asking the hosts" in text_of(app.screen, "#st-state")   # the UI is up while hosts answer
+        for _ in range(600):
             if app.screen.refreshes >= 2:
                 break
             await pilot.pause(0.05)
