@@ -60,6 +60,11 @@ class RocketWizardApp(App[int]):
         import tomllib
         try:
             self.draft = tomllib.loads(Path(path).read_text())
+            base = Path(path).resolve().parent
+            for key in ("ssh_key", "acme_ca_bundle"):      # relative to the answers file, as load_plan reads them
+                val = self.draft.get(key)
+                if isinstance(val, str) and not val.startswith("~") and not Path(val).is_absolute():
+                    self.draft[key] = str(base / val)
             self.plan = load_plan(path, self.check_files)
             self.draft = self.plan.model_dump(mode="json", exclude_none=True)
         except (OSError, tomllib.TOMLDecodeError, PlanError) as e:

@@ -412,3 +412,27 @@ async def test_command_palette_offers_the_journey(app_factory, state_dir):
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert isinstance(app.screen, CostScreen)
+
+
+async def test_invalid_answers_file_still_prefills_and_says_why(app_factory, tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    answers = tmp_path / "acme.toml"
+    answers.write_text('name = "acme"\ndomain = "chat.acme.org"\nadmin_email = "it@acme.org"\n'
+                       'ssh_key = "keys/missing"\n')
+    app = app_factory(answers=answers, check_files=True)
+    assert "ssh_key" in app.answers_error
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_new()
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one(f"#{wid('ssh_key')}", Input).value == str(keys / "missing")
+        assert "does not exist" in text_of(screen, f"#err-{wid('ssh_key')}")
+        assert screen.query_one(f"#{wid('domain')}", Input).value == "chat.acme.org"
+
+
+def test_main_is_the_cli_entry():
+    import inspect
+
+    from screens.app import main
+    assert list(inspect.signature(main).parameters) == ["answers", "deployment"]
