@@ -75,7 +75,8 @@ class CostScreen(Screen):
                     yield Select([("none", "none"), ("weekly +20%", "weekly"), ("daily +30%", "daily")],
                                  value=s.get("backups", self.app.draft_plan().backups), allow_blank=False,
                                  compact=True, id="backups")
-                yield Static("USD per user per month.\n* third-party snapshot\n  or default: edit it",
+                yield Static("USD/user/month billed yearly\n(Slack Pro monthly: 8.75)\n"
+                             "* unverified snapshot or\n  default: edit it",
                              classes="hint", id="price-note")
                 yield Static("", id="cost-error")
             with VerticalScroll(id="results"):
