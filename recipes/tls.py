@@ -208,9 +208,10 @@ class Certificate(WebFrontStep):
             cmd = (f"mkdir -p {WEBROOT} && {env}certbot certonly --webroot -w {WEBROOT} "
                    f"-d {shlex.quote(plan.domain)} --cert-name {shlex.quote(plan.domain)} "
                    f"-n --agree-tos -m {shlex.quote(plan.admin_email)} --no-eff-email "
-                   f"--server {shlex.quote(server)} --keep-until-expiring")
-            if have_cert:
-                cmd += " --force-renewal"      # another CA issued the current one
+                   f"--server {shlex.quote(server)}")
+            # A certificate from another CA (e.g. staging) is replaced now; otherwise keep
+            # a valid one (a rerun after a failure must not burn the CA's rate limit).
+            cmd += " --force-renewal" if have_cert else " --keep-until-expiring"
             ops.append(Cmd(cmd))
         what = f"certificate for {plan.domain} from {server}" if not (have_cert and same_server) \
             else "the ACME server's CA bundle"

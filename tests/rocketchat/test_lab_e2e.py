@@ -72,8 +72,6 @@ def site(lab, rc_tree, tmp_path_factory):
         (mirror_root / name).symlink_to(rc_tree / name)
     mongodb_repo(work, mirror_root)
     mirror = ensure_mirror(lab, mirror_root)
-    if not (mirror_root / "mongodb-apt").exists():      # another mirror root is being served
-        (Path(lab.mirror_status()["root"]) / "mongodb-apt").symlink_to(mirror_root / "mongodb-apt")
     peb = Pebble(work / "pebble", listen_ip=lab.gateway, web_ip=lab.gateway).start()
     old_env = {k: os.environ.get(k) for k in ("RW_DNS_RESOLVER", "ROCKET_WIZARD_STATE_DIR")}
     os.environ["RW_DNS_RESOLVER"] = peb.dns

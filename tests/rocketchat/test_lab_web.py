@@ -37,15 +37,8 @@ DOMAIN = "chat.lab.test"
 
 
 def ensure_mirror(lab, tree: Path) -> str:
-    """Serve the tree from the lab's mirror; if another test's mirror runs, add ours to its root."""
-    st = lab.mirror_status()
-    if st and st.get("running") and Path(st["root"]) != tree:
-        root = Path(st["root"])
-        for name in ("rocketchat", "node", "deno"):
-            link = root / name
-            if not link.exists():
-                link.symlink_to(tree / name)
-        return st["url"]
+    """Serve the tree from the lab's mirror. Test modules run one after another, so
+    (re)starting the lab's one mirror on our root never pulls it from under another test."""
     return lab.start_mirror(tree)
 
 
@@ -266,9 +259,19 @@ def test_rerun_changes_nothing_and_keeps_nginx(site):
 
     pid = sh(site, "systemctl show -p MainPID --value nginx").stdout.strip()
     t0 = time.monotonic()
-    again = asyncio.run(site["dep"].apply())
+    marks: list[tuple[float, str]] = []
+
+    def mark(e) -> None:
+        name = type(e).__name__
+        if name in ("PhaseStarted", "StepStarted", "RunFinished"):
+            marks.append((time.monotonic(), getattr(e, "phase", "") + " " + getattr(e, "step", name)))
+    again = asyncio.run(site["dep"].apply(mark))
+    total = time.monotonic() - t0
+    # Where the time went: the three longest gaps between events.
+    gaps = sorted(((b[0] - a[0], a[1]) for a, b in zip([(t0, "start")] + marks, marks)), reverse=True)[:3]
     figure(f"{site['label']}: rerun with nothing to do",
-           f"{time.monotonic() - t0:.2f} s, {sum(again.round_trips.values())} round trips")
+           f"{total:.2f} s, {sum(again.round_trips.values())} round trips; longest: "
+           + ", ".join(f"{what.strip()} {secs:.2f} s" for secs, what in gaps))
     assert again.ok, again.failures
     assert again.changed == 0, again.changes
     assert sh(site, "systemctl show -p MainPID --value nginx").stdout.strip() == pid
