@@ -420,8 +420,11 @@ class AppUser(ClusterStep):
 
     def check(self, ctx: Ctx):
         p = probe(ctx)
-        if "users" not in p:       # no admin yet (plan mode on fresh hosts): the user cannot exist
+        if p["auth"].get(f"{mongo.ADMIN_USER}@admin") != "ok":
+            # no admin yet (plan mode on fresh hosts): no user can exist
             return Change(f"create {app_user_line()}", data="create")
+        if "users" not in p:
+            raise StepError(f"cannot list the users on {ctx.host.name}: {p.get('users_error') or p.get('error')}")
         users = p.get("users", [])
         auth = p["auth"].get(f"{mongo.APP_USER}@{mongo.APP_DB}")
         mine = [u for u in users if u.startswith(f"{mongo.APP_USER}@{mongo.APP_DB} ")]

@@ -160,8 +160,8 @@ async def member_status(plan, inventory, secrets, connect: ConnectFn, *, timeout
                 for h in hosts]
     for h in hosts:
         try:
-            async with Forwarded(connect(h), username=ADMIN_USER, password=password,
-                                 timeout_ms=int(timeout * 1000 / 2)) as f:
+            # a short server selection: a member whose mongod is down must not hold the board up
+            async with Forwarded(connect(h), username=ADMIN_USER, password=password, timeout_ms=3000) as f:
                 st = await asyncio.wait_for(f.command("admin", {"replSetGetStatus": 1}), timeout)
             return members_from_status(st)
         except (PyMongoError, OSError, asyncio.TimeoutError, Exception) as e:   # next member

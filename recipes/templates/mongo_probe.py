@@ -108,8 +108,12 @@ try:
             if st.get("ok"):
                 out["members"] = [{"name": m["name"], "state": m.get("stateStr"), "health": m.get("health"),
                                    "optime": (m.get("optimeDate") or 0)} for m in st["members"]]
-            ui = c2.cmd("admin", {"usersInfo": {"forAllDBs": True}})
-            if ui.get("ok"):
+            # usersInfo reads admin.system.users: a secondary answers only with a read preference
+            ui = c2.cmd("admin", {"usersInfo": {"forAllDBs": True},
+                                  "$readPreference": {"mode": "primaryPreferred"}})
+            if not ui.get("ok"):
+                out["users_error"] = ui.get("errmsg", "usersInfo failed")
+            else:
                 out["users"] = sorted("%s@%s %s" % (u["user"], u["db"], ",".join(sorted(
                     "%s@%s" % (r["role"], r["db"]) for r in u.get("roles", [])))) for u in ui["users"])
 except Exception as e:

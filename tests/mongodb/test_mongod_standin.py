@@ -257,3 +257,20 @@ def test_node_mongodb_driver_against_replica_set(rs):
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr
     assert "dup 11000" in r.stdout
+
+
+def test_recipe_probe_reads_a_secondary(rs):
+    """recipes/templates/mongo_probe.py (stdlib only, runs on the hosts) sees hello, logins,
+    members and users from a SECONDARY too: usersInfo goes with a read preference."""
+    import json
+    import pathlib
+    probe = (pathlib.Path(__file__).resolve().parents[2] / "recipes/templates/mongo_probe.py").read_text()
+    sec = next(i for i in rs if i.proc is not None and client(i).admin.command("hello").get("secondary"))
+    code = (f'CREDS = [["admin", "admin", "adminpw"], ["rocketchat", "rocketchat", "rcpw"]]\n'
+            f'PORT = {PORT}\n' + probe.replace('("127.0.0.1", port)', f'("{sec.addr}", port)'))
+    out = json.loads(subprocess.run(["python3", "-"], input=code, capture_output=True, text=True,
+                                    timeout=30).stdout)
+    assert out["hello"]["setName"] == "rs0" and out["hello"]["secondary"] is True
+    assert out["auth"] == {"admin@admin": "ok", "rocketchat@rocketchat": "ok"}
+    assert "rocketchat@rocketchat readWrite@rocketchat" in out["users"]
+    assert sorted(m["state"] for m in out["members"]) == ["PRIMARY", "SECONDARY", "SECONDARY"]
