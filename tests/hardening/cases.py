@@ -108,6 +108,9 @@ CASES = [
     Case("baseline-ubuntu-fresh", "harden.baseline", "ubuntu2404-fresh",
          why="Ubuntu's loose rp_filter (2) becomes strict; sysstat not installed yet: left alone"),
     Case("baseline-sysstat-off", "harden.baseline", "debian12-fresh", override={"sysstat_enabled": 'ENABLED="false"'}),
+    Case("baseline-hardened", "harden.baseline", "debian12-mongo1-hardened"),
+    Case("baseline-sysctl-reset", "harden.baseline", "debian12-mongo1-hardened",
+         override={"baseline_sysctl": "net.ipv4.conf.all.rp_filter = 0"}, why="a sysctl flipped at run time: apply the file again"),
     # ---- the sudo user and the login switch
     Case("sudo-user-fresh", "harden.sudo_user", "debian12-fresh"),
     Case("sudo-user-hardened", "harden.sudo_user", "debian12-mongo1-hardened"),
@@ -161,7 +164,7 @@ def op_to_json(op) -> dict:
 
 def run_case(case: Case, tmp, plan_factory) -> dict:
     """The step's decision on the case's facts, as JSON-able data."""
-    from conftest import load_facts, make_ctx
+    from conftest import load_facts, make_ctx, recorded_hosts
     from recipes import hardening
     from wizard.engine import Change, NoChange, Skip, StepError
 
@@ -172,11 +175,12 @@ def run_case(case: Case, tmp, plan_factory) -> dict:
     facts.update(override)
     plan = plan_factory(**case.plan)
     step = next(s for s in hardening.PHASE.steps if s.id == case.step)
+    hosts = recorded_hosts(case.facts)
     if case.id == "thp-vm-done-80":
-        ctx0 = make_ctx(plan, case.host, facts, tmp)
+        ctx0 = make_ctx(plan, case.host, facts, tmp, hosts=hosts)
         facts["thp_unit"] = step.unit(ctx0)
     ctx = make_ctx(plan, case.host, facts, tmp, in_container=facts.get("_container", "none") != "none",
-                   ssh_user=case.ssh_user)
+                   ssh_user=case.ssh_user, hosts=hosts)
     try:
         out = step.check(ctx)
     except StepError as e:

@@ -96,6 +96,16 @@ def load_facts(name: str) -> dict[str, str]:
     return json.loads((DATA / "facts" / f"{name}.json").read_text())["facts"]
 
 
+def recorded_hosts(name: str) -> list[HostRecord] | None:
+    """The lab's planned hosts when the facts were recorded (their addresses are in the facts)."""
+    inv = json.loads((DATA / "facts" / f"{name}.json").read_text()).get("inventory") or {}
+    if not all(n in inv for n in PLANNED):
+        return None
+    return [HostRecord(name=n, role="web" if n.startswith("web") else "mongo", public_ip=inv[n]["public_ip"],
+                       private_ip=inv[n]["private_ip"], host_key="ssh-ed25519 AAAA", ssh_user="root")
+            for n in PLANNED]
+
+
 # ---------------------------------------------------------------- lab
 
 

@@ -46,11 +46,13 @@ def main(prefix: str, host: str, name: str, subnet: str = "198.18.80.0/23") -> N
     lab = Lab(prefix=prefix, subnet=subnet)
     p = lab.exec(host, ["sh", "-c", facts_script(cmds)], timeout=60)
     facts, _ = parse_facts(p.stdout)
+    # The lab's addresses, so cases replaying these facts use the same inventory.
+    inventory = {h.name: {"public_ip": h.public_ip, "private_ip": h.private_ip} for h in lab.hosts()}
     out = Path(__file__).with_name("data") / "facts" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"recorded": time.strftime("%Y-%m-%d"), "host": host,
                                "source": f"lab {prefix}, Debian 12 systemd-nspawn host",
-                               "facts": facts}, indent=1, sort_keys=True) + "\n")
+                               "inventory": inventory, "facts": facts}, indent=1, sort_keys=True) + "\n")
     print(f"wrote {out} ({len(facts)} facts)")
 
 
