@@ -37,6 +37,7 @@ from .test_lab_web import test_admin_exists_and_signup_is_not_admin  # noqa: F40
 from .test_lab_web import test_renewal_is_the_timer_with_a_reload_hook  # noqa: F401
 from .test_lab_web import test_testssl_no_high_or_critical_and_no_old_tls  # noqa: F401
 from .test_lab_web import test_rerun_changes_nothing_and_keeps_nginx  # noqa: F401
+from .test_lab_web import test_renewal_deploy_hook_reloads_nginx  # noqa: F401
 from .test_lab_web import test_one_instance_stopped_site_still_answers  # noqa: F401
 from .test_lab_web import test_a_broken_site_is_rolled_back_and_not_loaded  # noqa: F401
 

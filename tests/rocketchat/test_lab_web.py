@@ -277,6 +277,30 @@ def test_rerun_changes_nothing_and_keeps_nginx(site):
     assert sh(site, "systemctl show -p MainPID --value nginx").stdout.strip() == pid
 
 
+def served_serial(site) -> int:
+    ctx = tls_context(site["pebble"].issuing_roots())
+    with socket.create_connection((site["web"].public_ip, 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=DOMAIN) as tls:
+            der = tls.getpeercert(binary_form=True)
+    from cryptography import x509
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_renewal_deploy_hook_reloads_nginx(site):
+    """A renewal as the timer's service runs it (its environment, its deploy hook): the new
+    certificate is served, and nginx was reloaded, not restarted."""
+    before = served_serial(site)
+    pid = sh(site, "systemctl show -p MainPID --value nginx").stdout.strip()
+    env = sh(site, "systemctl show -p Environment --value certbot.service").stdout.strip()
+    r = sh(site, f"env {env} certbot renew --force-renewal -q --no-random-sleep-on-renew; echo rc=$?")
+    assert r.stdout.strip().endswith("rc=0"), r.stdout + r.stderr
+    deadline = time.monotonic() + 10
+    while served_serial(site) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert served_serial(site) != before
+    assert sh(site, "systemctl show -p MainPID --value nginx").stdout.strip() == pid
+
+
 def test_one_instance_stopped_site_still_answers(site):
     ctx = tls_context(site["pebble"].issuing_roots())
     sh(site, "systemctl stop rocketchat@3001")
