@@ -37,8 +37,9 @@ class LogPane(Log):
         """Queue one line (cheap: no refresh until the next flush)."""
         self.lines_received += 1
         prefix = f"{host[:HOST_WIDTH]:<{HOST_WIDTH}} " if host else "wizard  "
-        for part in text.splitlines() or [""]:
-            self._pending.append(prefix + part)
+        for part in text.splitlines():
+            if part.strip():              # apt and friends print many blank lines: noise here
+                self._pending.append(prefix + part.rstrip())
 
     def flush(self) -> None:
         if not self._pending:
