@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="local rehearsal hosts (root, Linux, systemd-container)")
     lab.add_argument("rest", nargs=argparse.REMAINDER)
     tui = sub.add_parser("tui", help="the interactive wizard (the default)")
-    tui.add_argument("--answers", "-a", type=Path)
+    tui.add_argument("--answers", "-a", type=Path, help="pre-fill the plan from an answers file")
+    tui.add_argument("--deployment", "-d", help="open a deployment (resume it or show its status)")
     return p
 
 
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.cmd in (None, "tui"):
             from screens.app import main as tui_main
-            return tui_main(answers=getattr(args, "answers", None))
+            return tui_main(answers=getattr(args, "answers", None), deployment=getattr(args, "deployment", None))
         if args.cmd == "lab":
             from .lab.cli import main as lab_main
             return lab_main(args.rest)
