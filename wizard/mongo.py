@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import quote
 
 import pymongo
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure
 
 PORT = 27017
 REPLSET = "rs0"
@@ -147,26 +147,30 @@ def members_from_status(status: dict) -> list[MemberState]:
 
 
 async def member_status(plan, inventory, secrets, connect: ConnectFn, *, timeout: float = 15) -> list[MemberState]:
-    """Each member's state, health and replication lag, as one member sees the set.
+    """Each member's state, health and replication lag, as the set sees itself.
 
-    Tries the members in order (over SSH to that member's own 127.0.0.1:27017, as the
-    admin) until one answers, so a stopped primary still shows up as down.
+    Asks every member at once (over SSH to that member's own 127.0.0.1:27017, as the
+    admin) and uses the first answer in host order, so a stopped member neither hides
+    the set nor slows the board down: it shows up as down in the others' view.
     """
     hosts = mongo_hosts(inventory)
     password = secrets.get(SECRET_ADMIN)
-    errors = []
     if password is None:
         return [MemberState(h.name, "UNKNOWN", 0, None, message="no admin password in the secrets yet")
                 for h in hosts]
-    for h in hosts:
+
+    async def ask(h):
         try:
             # a short server selection: a member whose mongod is down must not hold the board up
             async with Forwarded(connect(h), username=ADMIN_USER, password=password, timeout_ms=3000) as f:
-                st = await asyncio.wait_for(f.command("admin", {"replSetGetStatus": 1}), timeout)
-            return members_from_status(st)
-        except (PyMongoError, OSError, asyncio.TimeoutError, Exception) as e:   # next member
-            errors.append(f"{h.name}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}")
-    return [MemberState(h.name, "UNKNOWN", 0, None, message="; ".join(errors)) for h in hosts]
+                return await asyncio.wait_for(f.command("admin", {"replSetGetStatus": 1}), timeout)
+        except Exception as e:      # PyMongoError, SSH errors, timeouts: try the others
+            return f"{h.name}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
+    answers = await asyncio.gather(*(ask(h) for h in hosts))
+    for a in answers:
+        if isinstance(a, dict):
+            return members_from_status(a)
+    return [MemberState(h.name, "UNKNOWN", 0, None, message="; ".join(answers)) for h in hosts]
 
 
 async def wait_until(check: Callable[[], Awaitable[tuple[bool, str]]], timeout: float, every: float,
