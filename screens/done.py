@@ -20,7 +20,7 @@ def next_steps(d: backend.DeploymentLike) -> Text:
     t.append("Your Rocket.Chat is at  ", style="bold")
     t.append(f"https://{p.domain}\n\n", style="bold green underline")
     t.append("Admin: ", style="bold")
-    t.append(f"{p.admin_username} ({p.admin_email}); the password is in\n  {d.store.secrets.path}\n"
+    t.append(f"{p.admin_username} ({p.admin_email}); the password is\n  rocketchat_admin_password in {d.store.secrets.path}\n"
              "  (0600, with the other generated secrets; back it up with the state)\n\n")
     t.append("Next steps\n", style="bold")
     steps = [
