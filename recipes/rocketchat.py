@@ -480,3 +480,23 @@ wait_health() {{
 
 PHASE = Phase("rocketchat", "Rocket.Chat: Node, Deno, release, systemd instances",
               [User(), Node(), Deno(), Bundle(), Current(), Config(), Instances()])
+
+
+async def status_probe(deployment, runner, out) -> None:
+    """The status board's app lines: each instance's health endpoint, asked on its web host."""
+    from wizard.deploy import AppStatus
+    plan = runner.plan
+    path = health_path(plan.rocketchat_version)
+    script = "\n".join(
+        f"printf '%s ' {port}; curl -s -o /dev/null -m 3 -w '%{{http_code}} ' http://127.0.0.1:{port}{path}; "
+        f"curl -s -m 3 http://127.0.0.1:{port}/api/info | sed -n 's/.*\"version\": *\"\\([^\"]*\\)\".*/\\1/p'; echo"
+        for port in plan.ports())
+    for host in runner.inventory.by_role("web"):
+        if not host.ready:
+            continue
+        res = await runner.connection(host).run(script, check=False, stream=False)
+        for line in res.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].isdigit():
+                out.apps.append(AppStatus(host.name, int(parts[0]), parts[1] == "200",
+                                          parts[2] if len(parts) > 2 else ""))

@@ -257,3 +257,22 @@ class Renewal(WebFrontStep):
         if not ops:
             return NoChange("certbot.timer active; deploy hook reloads nginx")
         return Change("set up " + ", ".join(what), ops)
+
+
+async def status_probe(deployment, runner, out) -> None:
+    """Days until the certificate expires (certbot's timer renews it 30 days before)."""
+    import calendar
+    import time
+    for host in runner.inventory.by_role("web"):
+        if not host.ready:
+            continue
+        res = await runner.connection(host).run(
+            f"openssl x509 -noout -enddate -in {LE_DIR}/live/{runner.plan.domain}/cert.pem 2>/dev/null",
+            check=False, stream=False)
+        _, _, when = res.stdout.strip().partition("notAfter=")
+        if not when:
+            continue
+        # "Mar  3 15:00:00 2027 GMT": openssl always prints UTC
+        end = calendar.timegm(time.strptime(" ".join(when.split()), "%b %d %H:%M:%S %Y %Z"))
+        days = int((end - time.time()) // 86400)
+        out.cert_days_left = days if out.cert_days_left is None else min(out.cert_days_left, days)
