@@ -403,11 +403,16 @@ class Lab:
 
     def _wait_ssh(self, h: LabHost, deadline: float) -> None:
         d = h.machine_dir
+        # Probe from inside the host's own network namespace (loopback), not over its
+        # public address: a hardened host's ufw `limit` on SSH rejects a source after 6
+        # new connections in 30 s and keeps rejecting while the polling goes on.
+        probe = ["nsenter", f"--net=/run/netns/{h.netns}", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/22"]
         while True:
             try:
-                with socket.create_connection((h.public_ip, 22), timeout=0.5):
+                if subprocess.run(probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  timeout=2).returncode == 0:
                     return
-            except OSError:
+            except subprocess.TimeoutExpired:
                 pass
             if not _supervisor_alive(d):
                 why = "stop requested" if (d / "stop").exists() else f"nspawn exit {_read_int(d / 'exit')}"
