@@ -20,6 +20,12 @@ def next_steps(d: backend.DeploymentLike) -> Text:
     t.append("Your Rocket.Chat is at  ", style="bold")
     t.append(f"https://{p.domain}\n\n", style="bold green underline")
     t.append("Admin: ", style="bold")
+    once = getattr(d, "admin_credentials_once", None)
+    creds = once() if once else None          # the generated password is shown this one time
+    if creds:
+        t.append(f"{creds[0]} / ", style="bold")
+        t.append(f"{creds[1]}", style="bold yellow")
+        t.append("  (shown once: note it now)\n")
     t.append(f"{p.admin_username} ({p.admin_email}); the password is\n  rocketchat_admin_password in {d.store.secrets.path}\n"
              "  (0600, with the other generated secrets; back it up with the state)\n\n")
     t.append("Next steps\n", style="bold")

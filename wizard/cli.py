@@ -169,10 +169,37 @@ def cmd_apply(args, out: TextIO) -> int:
         logfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         printer = Printer(out, args.verbose, logfile)
         result = asyncio.run(d.apply(printer, resume=not args.fresh))
-    if not result.ok:
-        return EXIT_FAILED
-    out.write(f"done: https://{plan.domain}  (admin credentials: {store.secrets.path})\n")
+        if not result.ok:
+            if any(step == "tls.dns" for _, step, _ in result.failures):
+                _offer_a_record(d, args, out)
+            return EXIT_FAILED
+        out.write(f"done: https://{plan.domain}\n")
+        creds = d.admin_credentials_once()
+        if creds:
+            out.write(f"admin: {creds[0]} / {creds[1]}   (shown once; kept as rocketchat_admin_password "
+                      f"in {store.secrets.path})\n")
+        else:
+            out.write(f"admin: {plan.admin_username}; password: rocketchat_admin_password in {store.secrets.path}\n")
     return EXIT_OK
+
+
+def _offer_a_record(d, args, out: TextIO) -> None:
+    """The domain does not point at the web host: create the A record when DigitalOcean hosts it."""
+    try:
+        offer = d.dns_offer()
+    except Exception as e:        # the offer is a convenience; the failure line already says what to do
+        out.write(f"(could not look up the account's domains: {e})\n")
+        return
+    if offer is None:
+        return
+    name = offer.zone if offer.record == "@" else f"{offer.record}.{offer.zone}"
+    if args.yes or not sys.stdin.isatty():
+        out.write(f"{name} lives in your DigitalOcean account: rerun interactively to create its A record, "
+                  f"or create {name} A {offer.address} yourself\n")
+        return
+    if _confirm(f"{name} lives in your DigitalOcean account. Create the A record {name} -> {offer.address}?", args):
+        d.provider.ensure_a_record(offer.zone, offer.record, offer.address)
+        out.write(f"created {name} A {offer.address}; run apply again once it resolves\n")
 
 
 def cmd_status(args, out: TextIO) -> int:

@@ -27,6 +27,7 @@ from .ssh import Connection, SSHError
 from .state import StateStore
 
 SSH_READY_TIMEOUT = 300.0
+ADMIN_PASSWORD_SECRET = "rocketchat_admin_password"     # written by recipes/rocketchat.py
 
 
 # ---------------------------------------------------------------- review
@@ -308,6 +309,26 @@ class Deployment:
         runner.emit(ev.StepFinished("provision", "provision.ssh", host.name, "failed", last or "timed out",
                                     time.monotonic() - t0))
         return False
+
+    # -- after a run
+    def admin_credentials_once(self) -> tuple[str, str] | None:
+        """The first admin's user name and generated password, the first time only."""
+        pw = self.store.secrets.get(ADMIN_PASSWORD_SECRET)
+        if pw is None or self.store.state.admin_shown:
+            return None
+        self.store.state.admin_shown = True
+        self.store.save()
+        return self.plan.admin_username, pw
+
+    def dns_offer(self):
+        """When the domain lives in the DigitalOcean account: the A record to create, else None."""
+        from recipes import tls
+
+        web = next((h for h in self.store.state.hosts.values() if h.role == "web" and h.public_ip), None)
+        if web is None or self.plan.provider != "digitalocean":
+            return None
+        offer = tls.dns_offer(self.plan.domain, web.public_ip, self.provider.domains())
+        return offer if offer.zone else None
 
     # -- status
     async def status(self) -> ClusterStatus:

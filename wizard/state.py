@@ -100,6 +100,7 @@ class State(BaseModel):
     hosts: dict[str, HostRecord] = Field(default_factory=dict)
     resources: list[Resource] = Field(default_factory=list)
     runs: list[RunRecord] = Field(default_factory=list)
+    admin_shown: bool = False          # the generated admin password is shown once, then only kept
 
     @property
     def last_run(self) -> RunRecord | None:

@@ -77,3 +77,18 @@ def test_secrets_file(state_dir):
     assert StateStore("d1").secrets.get("mongo_admin") == pw
     s.secrets.delete("mongo_admin")
     assert StateStore("d1").secrets.get("mongo_admin") is None
+
+
+def test_admin_password_is_shown_once(state_dir, tmp_path, client_key):
+    from wizard.deploy import Deployment
+    from wizard.plan import plan_from_dict
+
+    from .conftest import answers
+
+    plan = plan_from_dict(answers(tmp_path, client_key))
+    d = Deployment(plan, StateStore(plan.name))
+    assert d.admin_credentials_once() is None              # nothing generated yet
+    pw = d.store.secrets.get_or_create("rocketchat_admin_password")
+    assert d.admin_credentials_once() == ("admin", pw)
+    assert Deployment(plan, StateStore(plan.name)).admin_credentials_once() is None
+    assert pw not in (state_dir / plan.name / "state.json").read_text()

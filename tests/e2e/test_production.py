@@ -182,6 +182,8 @@ def test_second_apply_resumes_and_finishes(applied):
     assert rc == 0, out[-4000:]
     assert "resuming the unfinished run" in out
     assert f"done: https://{DOMAIN}" in out
+    pw = applied["store"].secrets.get("rocketchat_admin_password")
+    assert f"admin: admin / {pw}   (shown once" in out
 
 
 def test_https_answers_through_nginx_with_the_pebble_certificate(applied):
@@ -197,6 +199,7 @@ def test_third_apply_changes_nothing(applied):
     rc, out = applied["third"]
     assert rc == 0, out[-3000:]
     assert " 0 changed, 0 failed" in out, out[-3000:]
+    assert "shown once" not in out and applied["store"].secrets.get("rocketchat_admin_password") not in out
     line = [x for x in out.splitlines() if "round trips:" in x][-1]
     figure("e2e no-op rerun", line.split(": ", 1)[1])
 
