@@ -29,11 +29,11 @@ import re
 import shlex
 from pathlib import Path
 
+from recipes.render import template
 from wizard.engine import Change, Ctx, NoChange, Phase, Skip, Step, StepError
 from wizard.ops import Cmd, Put
 from wizard.versions import thp_wanted
 
-TEMPLATES = Path(__file__).with_name("templates")
 
 # Shared by several steps; the engine sends a fact defined twice only once.
 OS_FACT = {"os": '. /etc/os-release 2>/dev/null; echo "$ID $VERSION_ID"'}
@@ -80,15 +80,6 @@ HOSTS_BEGIN = "# BEGIN rocket-wizard: every host of the deployment by its privat
 HOSTS_END = "# END rocket-wizard"
 
 
-def template(name: str, **values: object) -> str:
-    """A file from templates/ with {{name}} placeholders filled; a missing value is an error."""
-    text = (TEMPLATES / name).read_text()
-    for k, v in values.items():
-        text = text.replace("{{" + k + "}}", str(v))
-    left = re.findall(r"\{\{(\w+)\}\}", text)
-    if left:
-        raise ValueError(f"template {name}: no value for {', '.join(sorted(set(left)))}")
-    return text
 
 
 def distro(ctx: Ctx) -> str:

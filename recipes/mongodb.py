@@ -17,15 +17,13 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shlex
-from pathlib import Path
 
 from wizard import mongo
+from recipes.render import TEMPLATES, template
 from wizard.engine import Change, Ctx, NoChange, Phase, Step, StepError
 from wizard.ops import Cmd, Put
 
-TEMPLATES = Path(__file__).with_name("templates")
 CONF = "/etc/mongod.conf"
 DB_PATH = "/var/lib/mongodb"
 LOG = "/var/log/mongodb/mongod.log"
@@ -34,14 +32,6 @@ APT = "DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Options::=--force-conf
 RESTART_IF_RUNNING = "if systemctl is-active -q mongod; then systemctl restart mongod; fi"
 
 
-def template(name: str, **values: object) -> str:
-    text = (TEMPLATES / name).read_text()
-    for k, v in values.items():
-        text = text.replace("{{" + k + "}}", str(v))
-    left = re.findall(r"\{\{(\w+)\}\}", text)
-    if left:
-        raise ValueError(f"template {name}: no value for {', '.join(sorted(set(left)))}")
-    return text
 
 
 def series(ctx: Ctx) -> str:

@@ -12,7 +12,6 @@ the SSH forward keeps pumping bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
