@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\nrocket-wizard: interrupted; the state is saved and the next apply resumes\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:           # `rocket-wizard plan | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:       # ProviderError and friends: one line, no traceback
         from .providers.base import ProviderError
         from .ssh import SSHError
