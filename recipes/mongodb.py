@@ -264,7 +264,7 @@ def _conn(ctx: Ctx, name: str):
     rec = ctx.inventory.get(name)
     if hasattr(ctx, "conn_to"):
         return ctx.conn_to(rec)
-    return ctx._runner.connection(rec)
+    return ctx.conn_to(rec)
 
 
 class ClusterStep(Step):

@@ -112,6 +112,10 @@ class Ctx:
         self._runner.store.update_host(self.host.name, **fields)
         self.host = self._runner.store.state.hosts[self.host.name]
 
+    def conn_to(self, host: HostRecord) -> Connection:
+        """The run's connection to another host (e.g. the replica set's current primary)."""
+        return self._runner.connection(host)
+
     def connection_as(self, user: str) -> Connection:
         """A separate connection as another user, e.g. to prove a login works."""
         return Connection(self._runner.target(self.host, user=user), self._runner._log_line,
