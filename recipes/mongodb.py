@@ -261,10 +261,7 @@ def probe(ctx: Ctx) -> dict:
 
 def _conn(ctx: Ctx, name: str):
     """The SSH connection to another host of the deployment."""
-    rec = ctx.inventory.get(name)
-    if hasattr(ctx, "conn_to"):
-        return ctx.conn_to(rec)
-    return ctx.conn_to(rec)
+    return ctx.conn_to(ctx.inventory.get(name))
 
 
 class ClusterStep(Step):
