@@ -164,7 +164,7 @@ def op_to_json(op) -> dict:
 
 def run_case(case: Case, tmp, plan_factory) -> dict:
     """The step's decision on the case's facts, as JSON-able data."""
-    from conftest import load_facts, make_ctx, recorded_hosts
+    from hardening_facts import load_facts, make_ctx, recorded_hosts
     from recipes import hardening
     from wizard.engine import Change, NoChange, Skip, StepError
 

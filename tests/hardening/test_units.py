@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from conftest import load_facts, make_ctx
+from hardening_facts import load_facts, make_ctx
 from recipes import hardening
 from wizard.engine import Change, Skip, StepError
 
