@@ -278,7 +278,17 @@ class Runner:
                 if k in cmds and cmds[k] != v:
                     raise StepError(f"fact {k!r} is defined twice with different commands ({s.id})")
                 cmds[k] = v
-        res = await ctx.conn.run(facts_script(cmds), check=False, stream=False)
+        script = facts_script(cmds)
+        try:
+            res = await ctx.conn.run(script, check=False, stream=False)
+        except SSHError as e:
+            # Reading facts changes nothing, so a connection that dropped (sshd restarted by
+            # an upgrade, a keepalive lost under load) is worth one fresh try.
+            if "closed" not in str(e).lower() and "lost" not in str(e).lower():
+                raise
+            await self.pool.drop(ctx.host.name)
+            ctx.log(f"connection dropped ({e}); reconnecting once to read facts")
+            res = await ctx.conn.run(script, check=False, stream=False)
         ctx.facts, ctx.facts_rc = parse_facts(res.stdout)
         ctx.in_container = bool(ctx.facts.get(CONTAINER_FACT, "").strip() not in ("", "none"))
 

@@ -80,8 +80,9 @@ class Connection:
 
     async def connect(self) -> None:
         async with self._connect_lock:
-            if self._conn is not None:
+            if self._conn is not None and not self._conn.is_closed():
                 return
+            self._conn = None
             t = self.target
             try:
                 trusted = asyncssh.import_public_key(t.host_key)
@@ -93,7 +94,7 @@ class Connection:
                     client_keys=[str(t.client_key)],
                     known_hosts=([trusted], [], []),
                     connect_timeout=CONNECT_TIMEOUT,
-                    keepalive_interval=KEEPALIVE, keepalive_count_max=4,
+                    keepalive_interval=KEEPALIVE, keepalive_count_max=8,
                     agent_path=None,
                 )
             except asyncssh.HostKeyNotVerifiable:
@@ -214,6 +215,12 @@ class Pool:
             c = self._conns[target.name] = Connection(target, self._log, self._secrets)
             c.round_trips = carried
         return c
+
+    async def drop(self, name: str) -> None:
+        """Forget a host's connection (it broke); the next get() reconnects, keeping the count."""
+        c = self._conns.get(name)
+        if c is not None:
+            await c.close()
 
     def round_trips(self) -> dict[str, int]:
         return {k: c.round_trips for k, c in self._conns.items()}

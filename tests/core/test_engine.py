@@ -189,3 +189,22 @@ def test_kill_at_every_step_boundary_then_rerun(tmp_path, state_dir, ssh_server,
     for h in ("mongo1",):
         journal = (tmp_path / "hosts" / h / "journal").read_text().split()
         assert journal == ["one", "two", "three"], journal     # no side effect repeated
+
+
+async def test_a_dropped_connection_is_reopened(tmp_path, state_dir, ssh_server, client_key):
+    """sshd restarted by an upgrade, or a keepalive lost: the next command reconnects."""
+    from wizard.engine import Ctx
+
+    plan, store = make(tmp_path, ssh_server, client_key, hosts=("mongo1",))
+    r = runner(plan, store, tmp_path, [sf.Touch("a")], [])
+    ctx = Ctx(r, store.state.hosts["mongo1"], "t")
+    try:
+        await r.gather(ctx, [sf.Touch("a")])
+        assert ctx.facts["file_a"] == "MISSING"
+        ctx.conn._conn.close()                 # the peer went away
+        await ctx.conn._conn.wait_closed()
+        await r.gather(ctx, [sf.Touch("a")])
+        assert ctx.facts["file_a"] == "MISSING"
+        assert r.pool.round_trips()["mongo1"] == 2
+    finally:
+        await r.pool.close()
