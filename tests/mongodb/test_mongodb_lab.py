@@ -197,10 +197,18 @@ def test_replica_set_forms(formed):
     c, res1, _ = formed
     mongo_changes = [(h, s) for h, s, _ in res1.changes if s.startswith("mongo.")]
     assert ("mongo1", "mongo.replset") in mongo_changes
-    members = c.members()
+    # Right after forming, a secondary may not have applied an entry yet (no optime, so
+    # no lag to report): give the heartbeats a little while, as an operator watching would.
+    deadline = time.monotonic() + 60
+    while True:
+        members = c.members()
+        settled = all(m.health == 1 and m.lag_s is not None and m.lag_s < 30 for m in members)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     states = sorted(m.state for m in members)
     assert states == ["PRIMARY", "SECONDARY", "SECONDARY"], members
-    assert all(m.health == 1 and m.lag_s is not None and m.lag_s < 30 for m in members)
+    assert settled, members
     conf = c.sh("mongo2", "cat /etc/mongod.conf; stat -c '%U:%G %a' /etc/mongodb/keyfile").stdout
     assert f"bindIp: 127.0.0.1,{c.hosts['mongo2'].private_ip}" in conf
     assert "mongodb:mongodb 400" in conf
