@@ -199,13 +199,8 @@ def test_replica_set_forms(formed):
     assert ("mongo1", "mongo.replset") in mongo_changes
     # Right after forming, a secondary may not have applied an entry yet (no optime, so
     # no lag to report): give the heartbeats a little while, as an operator watching would.
-    deadline = time.monotonic() + 60
-    while True:
-        members = c.members()
-        settled = all(m.health == 1 and m.lag_s is not None and m.lag_s < 30 for m in members)
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    settled, members = c.poll_members(
+        lambda ms: all(m.health == 1 and m.lag_s is not None and m.lag_s < 30 for m in ms), 60)
     states = sorted(m.state for m in members)
     assert states == ["PRIMARY", "SECONDARY", "SECONDARY"], members
     assert settled, members
