@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import asyncssh
+from tests.keys import operator_key
 import pytest
 
 from . import sshserver
@@ -11,12 +11,7 @@ from . import sshserver
 
 @pytest.fixture
 def client_key(tmp_path: Path) -> Path:
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    p = tmp_path / "id_ed25519"
-    p.write_bytes(key.export_private_key("openssh"))
-    p.chmod(0o600)
-    (tmp_path / "id_ed25519.pub").write_bytes(key.export_public_key("openssh"))
-    return p
+    return operator_key(tmp_path)
 
 
 @pytest.fixture

@@ -108,11 +108,8 @@ def production(lab):
     token = "dop_v1_" + os.urandom(32).hex()
     double = DigitalOceanDouble(token=token, lab=lab, lab_subnet=lab.subnet).start()
 
-    import asyncssh
-    key = asyncssh.generate_private_key("ssh-ed25519", comment="operator@e2e")
-    (WORK / "id_ed25519").write_bytes(key.export_private_key("openssh"))
-    (WORK / "id_ed25519").chmod(0o600)
-    (WORK / "id_ed25519.pub").write_bytes(key.export_public_key("openssh"))
+    from tests.keys import operator_key
+    operator_key(WORK, "operator@e2e")
     answers = WORK / "production.toml"
     answers.write_text(tomli_w.dumps({
         "name": NAME, "provider": "digitalocean", "region": "nyc3", "image": "debian-12-x64",

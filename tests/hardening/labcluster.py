@@ -27,14 +27,8 @@ OUTSIDER = "other1"        # a droplet of the same account on the private networ
 
 
 def make_key(folder: Path) -> Path:
-    import asyncssh
-
-    key = asyncssh.generate_private_key("ssh-ed25519", comment="rw-hardening-test")
-    path = folder / "id_ed25519"
-    path.write_bytes(key.export_private_key("openssh"))
-    path.chmod(0o600)
-    path.with_name("id_ed25519.pub").write_bytes(key.export_public_key("openssh"))
-    return path
+    from tests.keys import operator_key
+    return operator_key(folder, "rw-hardening-test")
 
 
 def lab_available() -> str | None:

@@ -44,13 +44,8 @@ def _why_no_lab() -> str | None:
 
 
 def make_key(folder: Path) -> Path:
-    import asyncssh
-    key = asyncssh.generate_private_key("ssh-ed25519", comment="rw-mongodb-test")
-    path = folder / "id_ed25519"
-    path.write_bytes(key.export_private_key("openssh"))
-    path.chmod(0o600)
-    path.with_name("id_ed25519.pub").write_bytes(key.export_public_key("openssh"))
-    return path
+    from tests.keys import operator_key
+    return operator_key(folder, "rw-mongodb-test")
 
 
 class Cluster:

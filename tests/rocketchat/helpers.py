@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncssh
+from tests.keys import operator_key
 
 from wizard.engine import Inventory
 from wizard.plan import Plan
@@ -14,12 +14,7 @@ RELEASE = Release(version="8.2.0", node="22.22.3", mongo=("8.0",), deno="2.6.10"
 
 
 def ssh_key(tmp_path):
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    path = tmp_path / "id_ed25519"
-    path.write_bytes(key.export_private_key())
-    path.chmod(0o600)
-    (tmp_path / "id_ed25519.pub").write_bytes(key.export_public_key())
-    return path
+    return operator_key(tmp_path)
 
 
 def make_plan(tmp_path, **kw) -> Plan:
